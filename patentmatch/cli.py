@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 COMMAND_MODULES = [
     "patentmatch.es_cli",
+    "ingest.cli",
 ]
 
 
