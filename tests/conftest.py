@@ -23,6 +23,10 @@ import pytest
 
 from patentmatch.config import load_settings
 
+# Tests never reach a model hub: every model is built or shipped locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -104,3 +108,21 @@ def index_prefix(es_client) -> Iterator[str]:
 def sample_path() -> Path:
     """The bundled compressed sample of real KIPRIS records."""
     return REPO_ROOT / "ingest" / "data" / "kipris-sample.jsonl.gz"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_path(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> Path:
+    """Folder of a tiny sentence encoder built from 400 bundled patents in a few seconds.
+
+    A WordPiece vocabulary learned on the patents, a 2-layer BERT with 32 hidden
+    units and 30 contrastive steps on title-abstract pairs: real code paths, no
+    retrieval quality. Load it with ``encoder.load_encoder(tiny_encoder_path)``.
+    """
+    from training.corpus import read_patents
+    from training.tiny import build_tiny_encoder
+
+    if not sample_path.is_file():
+        pytest.fail(f"the bundled sample {sample_path} is missing; the tiny encoder "
+                    "is trained on it", pytrace=False)
+    patents = read_patents(sample_path, limit=400)
+    return build_tiny_encoder(patents, tmp_path_factory.mktemp("tiny-encoder"))
