@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 COMMAND_MODULES = [
     "patentmatch.es_cli",
     "ingest.cli",
+    "search_api.cli",
+    "dashboard.cli",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Matching service: the Faiss vector store, ranking functions and the aiohttp API."""
