@@ -1,0 +1,146 @@
+"""What each callback does, as plain functions of values and an ``ApiClient``.
+
+The search store (``ids.SEARCH_STORE``) holds the outcome of the last search:
+``{"query": "?title=...", "request": {...} | None, "reply": {...} | None,
+"error": {"kind": ..., "message": ..., "field": ...} | None}``. ``kind`` is
+``input`` (the form), ``unavailable`` (API unreachable) or ``api`` (an error status).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dashboard.api_client import ApiClient, ApiError, ApiUnavailable
+from dashboard.charts import CategoryStats, StatsFormatError, parse_category_stats
+from dashboard.results import Result
+from dashboard.search_form import (
+    SearchForm,
+    SearchInputError,
+    build_search_request,
+    form_from_query,
+    form_to_query,
+)
+
+logger = logging.getLogger(__name__)
+
+SearchOutcome = dict[str, Any]
+
+
+def unavailable_message(exc: ApiUnavailable) -> str:
+    """Return the user's message for an API that cannot be reached."""
+    return (f"검색 API({exc.url})에 연결할 수 없습니다: {exc.reason}. "
+            "API 서버가 실행 중인지 확인한 뒤 다시 검색하세요.")
+
+
+def api_error_message(exc: ApiError) -> str:
+    """Return the user's message for an error status from the API."""
+    if exc.status == 503:
+        return f"검색 서비스를 지금 사용할 수 없습니다 (HTTP 503): {exc.message}"
+    if exc.status in (400, 413, 422):
+        field = f" [{exc.field}]" if exc.field else ""
+        return f"검색 요청이 올바르지 않습니다{field}: {exc.message}"
+    return f"검색 API 오류 (HTTP {exc.status}): {exc.message}"
+
+
+def run_search(client: ApiClient, form: SearchForm) -> SearchOutcome:
+    """Check the form, send the search and return the search store's new value."""
+    outcome: SearchOutcome = {"query": form_to_query(form), "request": None,
+                              "reply": None, "error": None}
+    try:
+        request = build_search_request(form)
+    except SearchInputError as exc:
+        outcome["error"] = {"kind": "input", "message": exc.message, "field": exc.field}
+        return outcome
+    outcome["request"] = request
+    try:
+        reply = client.search(request)
+    except ApiUnavailable as exc:
+        outcome["error"] = {"kind": "unavailable", "message": unavailable_message(exc),
+                            "field": None}
+        return outcome
+    except ApiError as exc:
+        outcome["error"] = {"kind": "api", "message": api_error_message(exc),
+                            "field": exc.field}
+        return outcome
+    if not isinstance(reply.get("results"), list):
+        outcome["error"] = {"kind": "api", "field": None,
+                            "message": "검색 API의 응답에 results 목록이 없습니다."}
+        return outcome
+    outcome["reply"] = reply
+    logger.info("search %r returned %d results in %s ms", request["title"],
+                len(reply["results"]), reply.get("took_ms"))
+    return outcome
+
+
+def form_for_url(url_search: str | None, last_query: str | None) -> SearchForm | None:
+    """Return the form to search with when the URL changes, or None to do nothing.
+
+    Nothing happens when the URL names no search, or names the search already on
+    screen (the dashboard itself writes each search's URL after running it).
+    """
+    if not url_search or url_search == last_query:
+        return None
+    return form_from_query(url_search)
+
+
+def search_results(outcome: SearchOutcome | None) -> list[Result]:
+    """Return the results in the search store, or an empty list."""
+    if not outcome or not outcome.get("reply"):
+        return []
+    return list(outcome["reply"].get("results") or [])
+
+
+def checked_patents(results: list[Result], selected_ids: list[str] | None) -> list[Result]:
+    """Return the checked results in the order they were checked."""
+    by_number = {str(r.get("application_number")): r for r in results}
+    return [by_number[number] for number in selected_ids or [] if number in by_number]
+
+
+def load_category_stats(
+    client: ApiClient,
+    categories: list[str],
+    cache: dict[str, Any] | None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Fetch the score statistics of the categories not cached yet.
+
+    Returns:
+        The updated cache (6T -> the API's stats reply, JSON-ready) and one
+        user message per category that could not be loaded. A failed category
+        is not cached, so the next change of selection tries again.
+    """
+    cache = dict(cache or {})
+    problems = []
+    for six_t in sorted(set(categories)):
+        if six_t in cache:
+            continue
+        try:
+            reply = client.score_stats(six_t)
+            parse_category_stats(reply)
+        except ApiUnavailable as exc:
+            problems.append(unavailable_message(exc))
+            break
+        except ApiError as exc:
+            problems.append(f"{six_t} 분류의 점수 분포를 읽지 못했습니다: {api_error_message(exc)}")
+            continue
+        except StatsFormatError as exc:
+            logger.warning("invalid stats reply for %s: %s", six_t, exc)
+            problems.append(f"{six_t} 분류의 점수 분포 형식이 올바르지 않습니다: {exc}")
+            continue
+        cache[six_t] = reply
+    return cache, problems
+
+
+def parsed_stats(cache: dict[str, Any] | None) -> dict[str, CategoryStats]:
+    """Return the cached statistics as ``CategoryStats`` keyed by 6T category."""
+    return {six_t: parse_category_stats(reply) for six_t, reply in (cache or {}).items()}
+
+
+def patent_document(client: ApiClient, application_number: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Return (document, None), or (None, a user message) when it cannot be read."""
+    try:
+        return client.patent(application_number), None
+    except ApiUnavailable as exc:
+        return None, unavailable_message(exc)
+    except ApiError as exc:
+        return None, f"특허 {application_number}의 상세 정보를 읽지 못했습니다: {api_error_message(exc)}"
