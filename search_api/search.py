@@ -332,8 +332,10 @@ class SearchService:
     async def _histogram(self, query: dict, name: str, low: float, high: float, bins: int) -> dict:
         width = (high - low) / bins if high > low else 1.0
         ranges = [{"from": low + i * width, "to": low + (i + 1) * width} for i in range(bins)]
-        # The last range must include the maximum itself.
-        ranges[-1]["to"] = math.nextafter(high, math.inf)
+        # Open outer ends: the first bin takes the minimum and the last the
+        # maximum even where float fields round the bounds.
+        del ranges[0]["from"]
+        del ranges[-1]["to"]
         reply = await self.es.search(index=self.index, query=query, size=0,
                                      aggs={"h": {"range": {"field": f"scores.{name}", "ranges": ranges}}})
         buckets = reply["aggregations"]["h"]["buckets"]
