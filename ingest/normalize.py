@@ -99,8 +99,12 @@ def normalize_document_number(value: Any) -> str | None:
 # Text
 #####################################################################
 
-# A tag: <name ...>, </name>, <name/>; a lone "<" in text (A<B) is left alone.
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9:_-]*(?:\s[^<>]*)?/?>")
+# A tag: <name>, </name>, <name/>, <name attr="v" ...>. Text such as "x<y and y>z"
+# is no tag because its words carry no "=".
+_TAG = re.compile(
+    r"</?[A-Za-z][\w:-]*"
+    r"(?:\s+[\w:.-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'<>]+))*\s*/?>"
+)
 _SPACES = re.compile(r"\s+")
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
 _ASCII_WORD = re.compile(r"[A-Za-z]{2,}")

@@ -97,8 +97,8 @@ def detect_encoding(path: Path) -> str:
     utf8 = errors["utf-8"]
     raise ReaderError(
         f"{path}: not UTF-8 (byte 0x{sample[utf8.start]:02x} at offset {utf8.start}) "
-        f"and not CP949 either; convert it to UTF-8 (iconv -f <its encoding> -t UTF-8) "
-        "or pass the right encoding"
+        "and not CP949 either; convert it to UTF-8, e.g. "
+        f"iconv -f <its encoding> -t UTF-8 {path.name} > out.csv"
     )
 
 
