@@ -55,11 +55,11 @@ class DemoState:
 
 
 def demo_inputs() -> list[Path]:
-    """Return the bundled sample and, when present, the synthetic scores file."""
+    """Return the bundled sample, then the synthetic scores files when present."""
     sample = DATA_DIR / "kipris-sample.jsonl.gz"
     if not sample.is_file():
         raise DemoError(f"the bundled sample {sample} is missing; reinstall the project")
-    scores = sorted(p for p in DATA_DIR.glob("*scores*") if p.is_file() and not p.name.endswith(".md"))
+    scores = sorted(p for p in DATA_DIR.glob("*scores*.csv*") if p.is_file())
     return [sample, *scores]
 
 
@@ -115,7 +115,7 @@ def ensure_ingested(settings: Settings, es: Elasticsearch, url: str) -> tuple[st
     except ImportError as exc:
         raise DemoError(f"the ingest job is not available ({exc}); the project install is incomplete") from exc
     logger.info("Ingesting %s into alias %s", ", ".join(p.name for p in inputs), settings.index_alias)
-    summary = run_ingest(inputs, settings)
+    summary = run_ingest(inputs[:1], settings, scores=inputs[1:], client=es)
     logger.info("Ingest finished: %s", summary)
     es.indices.refresh(index=settings.index_alias)
     index, count = _alias_state(es, settings.index_alias)
