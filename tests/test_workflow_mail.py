@@ -85,3 +85,239 @@ async def test_sent_email_moves_demand_to_contacted(client, smtp_server):
     assert after["selection"][0]["recipients"] == [TTO_EMAIL]
     assert after["audit"][-1]["to_status"] == "contacted"
     assert after["audit"][-1]["actor"] == "system"
+
+
+##### the outbox
+
+
+async def test_outbox_delivers_after_smtp_outage_exactly_once(client, smtp_server, clock):
+    smtp_server.stop()
+    demand = await contacted_demand(client, smtp_server)
+    workflow = client.app[WORKFLOW]
+    message_key = outbox_id(demand["id"], VISION_PATENT)
+
+    assert await workflow.outbox.process_due() == 1
+    failed_once = await workflow.outbox.get(message_key)
+    assert failed_once["status"] == "pending"
+    assert failed_once["attempts"] == 1
+    assert failed_once["last_error"]
+    assert await workflow.outbox.process_due() == 0  # the retry is not due yet
+
+    clock.advance(RetryPolicy().delay_s(1))
+    assert await workflow.outbox.process_due() == 1
+    assert (await workflow.outbox.get(message_key))["attempts"] == 2
+
+    smtp_server.start()
+    clock.advance(RetryPolicy().delay_s(2))
+    assert await workflow.outbox.process_due() == 1
+    clock.advance(RetryPolicy().max_delay_s * 10)
+    assert await workflow.outbox.process_due() == 0
+
+    assert len(smtp_server.received) == 1
+    sent = await workflow.outbox.get(message_key)
+    assert sent["status"] == "sent"
+    assert sent["attempts"] == 3
+    assert sent["demand_updated"] is True
+    assert smtp_server.received[0].message["Message-ID"] == sent["message_id"]
+    status = await operator_get(client, f"/v1/demands/{demand['id']}")
+    assert status["status"] == "contacted"
+
+
+async def test_restarted_service_never_resends(client, smtp_server, aiohttp_client,
+                                               workflow_settings, patent_index, clock):
+    await contacted_demand(client, smtp_server)
+    await client.app[WORKFLOW].outbox.process_due()
+    await client.close()
+
+    restarted_app = web.Application()
+    setup(restarted_app, workflow_settings, recommend=patent_index.recommend,
+          run_worker=False, clock=clock)
+    restarted = await aiohttp_client(restarted_app)
+    await restarted.get("/v1/demands", headers=OPERATOR)
+    clock.advance(86400)
+
+    assert await restarted.app[WORKFLOW].outbox.process_due() == 0
+    assert len(smtp_server.received) == 1
+
+
+async def test_crash_after_accept_resends_same_message_id(client, smtp_server, clock):
+    """The documented at-least-once window: accepted, then the process died before
+    writing "sent". After the claim expires the message goes out again, with the
+    same Message-ID."""
+    demand = await contacted_demand(client, smtp_server)
+    workflow = client.app[WORKFLOW]
+    key = outbox_id(demand["id"], VISION_PATENT)
+    await workflow.outbox.process_due()
+    await workflow.es.update(index=workflow.names.outbox, id=key, refresh=True, doc={
+        "status": "sending", "claim_expires_at": "2026-03-02T09:05:00Z",
+        "demand_updated": False})
+
+    assert await workflow.outbox.process_due() == 0  # the claim has not expired
+    clock.advance(RetryPolicy().claim_timeout_s + 1)
+    assert await workflow.outbox.process_due() == 1
+
+    ids = [r.message["Message-ID"] for r in smtp_server.received]
+    assert len(ids) == 2
+    assert ids[0] == ids[1]
+    assert (await workflow.outbox.get(key))["status"] == "sent"
+
+
+async def test_two_workers_send_once(client, smtp_server):
+    await contacted_demand(client, smtp_server)
+    outbox = client.app[WORKFLOW].outbox
+
+    await asyncio.gather(outbox.process_due(), outbox.process_due(), outbox.process_due())
+
+    assert len(smtp_server.received) == 1
+
+
+async def test_permanent_rejection_fails_message(client, smtp_server):
+    smtp_server.handler.refuse.add(TTO_EMAIL)
+    demand = await contacted_demand(client, smtp_server)
+    workflow = client.app[WORKFLOW]
+    key = outbox_id(demand["id"], VISION_PATENT)
+
+    await workflow.outbox.process_due()
+
+    message = await workflow.outbox.get(key)
+    assert message["status"] == "failed"
+    assert "550" in message["last_error"]
+    assert smtp_server.received == []
+    status = await operator_get(client, f"/v1/demands/{demand['id']}")
+    assert status["status"] == "selected"
+    assert status["selection"][0]["contact_status"] == "failed"
+    failed = await operator_get(client, "/v1/outbox?status=failed")
+    assert [m["id"] for m in failed["messages"]] == [key]
+
+    smtp_server.handler.refuse.clear()
+    response = await client.post(f"/v1/outbox/{key}/retry", headers=OPERATOR)
+    assert response.status == 200, await response.text()
+    await workflow.outbox.process_due()
+    assert len(smtp_server.received) == 1
+    assert (await operator_get(client, f"/v1/demands/{demand['id']}"))["status"] == "contacted"
+
+
+async def test_retry_of_pending_message_rejected(client, smtp_server):
+    demand = await contacted_demand(client, smtp_server)
+    key = outbox_id(demand["id"], VISION_PATENT)
+
+    response = await client.post(f"/v1/outbox/{key}/retry", headers=OPERATOR)
+
+    assert response.status == 400
+    assert "only failed messages" in (await response.json())["error"]["message"]
+
+
+async def test_gives_up_after_max_attempts(aiohttp_client, workflow_settings, patent_index,
+                                           smtp_server, clock):
+    app = web.Application()
+    setup(app, workflow_settings, recommend=patent_index.recommend, run_worker=False,
+          clock=clock, policy=RetryPolicy(max_attempts=2))
+    client = await aiohttp_client(app)
+    smtp_server.stop()
+    demand = await contacted_demand(client, smtp_server)
+    outbox = app[WORKFLOW].outbox
+
+    await outbox.process_due()
+    clock.advance(RetryPolicy().max_delay_s)
+    await outbox.process_due()
+
+    message = await outbox.get(outbox_id(demand["id"], VISION_PATENT))
+    assert message["status"] == "failed"
+    assert message["last_error"].startswith("gave up after 2 attempts")
+
+
+async def test_background_worker_delivers_after_outage(aiohttp_client, workflow_settings,
+                                                       patent_index, smtp_server):
+    app = web.Application()
+    setup(app, workflow_settings, recommend=patent_index.recommend,
+          policy=RetryPolicy(base_delay_s=0.2, max_delay_s=0.5, poll_interval_s=0.2))
+    client = await aiohttp_client(app)
+    smtp_server.stop()
+    demand = await contacted_demand(client, smtp_server)
+    outbox = app[WORKFLOW].outbox
+    key = outbox_id(demand["id"], VISION_PATENT)
+
+    await wait_until(lambda m: m["attempts"] >= 2, outbox, key)
+    smtp_server.start()
+    await wait_until(lambda m: m["status"] == "sent" and m["demand_updated"], outbox, key)
+
+    assert len(smtp_server.received) == 1
+    status = await operator_get(client, f"/v1/demands/{demand['id']}")
+    assert status["status"] == "contacted"
+
+
+async def wait_until(condition, outbox, key, limit_s: float = 60.0) -> None:
+    """Poll an outbox message until ``condition`` holds; fail after ``limit_s``."""
+    async with asyncio.timeout(limit_s):
+        while not condition(await outbox.get(key)):
+            await asyncio.sleep(0.1)
+
+
+##### reply links
+
+
+async def test_reply_link_records_answer_once(client, smtp_server):
+    demand = await contacted_demand(client, smtp_server)
+    await client.app[WORKFLOW].outbox.process_due()
+    links = reply_links(smtp_server.received[0].message.get_content())
+
+    page = await client.get(links["interested"])
+    page_text = await page.text()
+    unchanged = await operator_get(client, f"/v1/demands/{demand['id']}")
+    submitted = await client.post(links["interested"])
+    submitted_text = await submitted.text()
+    again = await client.post(links["interested"])
+    other_answer = await client.post(links["declined"])
+    reopened = await client.get(links["declined"])
+
+    assert page.status == 200
+    assert "상담 의향 있음" in page_text
+    assert '<form method="post"' in page_text
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert unchanged["status"] == "contacted"
+    assert submitted.status == 200
+    assert "회신이 기록되었습니다" in submitted_text
+    assert again.status == 409
+    assert other_answer.status == 409
+    assert "이미 회신하셨습니다" in await reopened.text()
+    status = await operator_get(client, f"/v1/demands/{demand['id']}")
+    assert status["status"] == "interested"
+    assert status["selection"][0]["answer"] == "interested"
+    assert status["audit"][-1]["actor"] == "rights_holder"
+
+
+async def test_tampered_reply_link_rejected(client, smtp_server):
+    await contacted_demand(client, smtp_server)
+    await client.app[WORKFLOW].outbox.process_due()
+    link = reply_links(smtp_server.received[0].message.get_content())["declined"]
+    payload, signature = link.rsplit("/", 1)[1].split(".")
+    forged = f"/v1/replies/{payload[:-2]}xx.{signature}"
+
+    responses = [await client.post(forged), await client.post("/v1/replies/not-a-token"),
+                 await client.get(forged)]
+
+    assert [r.status for r in responses] == [403, 403, 403]
+
+
+async def test_reply_before_sent_mark_counts_as_delivery(client, smtp_server):
+    """A click on a link proves the e-mail arrived even if "sent" was never written."""
+    demand = await contacted_demand(client, smtp_server)
+    workflow = client.app[WORKFLOW]
+    key = outbox_id(demand["id"], VISION_PATENT)
+    message = await workflow.outbox.get(key)
+    from search_api.workflow.mail import build_message, send_message
+
+    await send_message(workflow.settings, build_message(
+        mail_from=message["mail_from"], to=message["to"], subject=message["subject"],
+        body=message["body"], message_id=message["message_id"]))
+    link = reply_links(smtp_server.received[0].message.get_content())["declined"]
+    response = await client.post(link)
+
+    assert response.status == 200, await response.text()
+    status = await operator_get(client, f"/v1/demands/{demand['id']}")
+    assert status["selection"][0]["contact_status"] == "sent"
+    assert status["status"] == "declined"
+    assert [a["to_status"] for a in status["audit"]][-2:] == ["contacted", "declined"]
+    assert (await workflow.outbox.get(key))["status"] == "sent"
+    assert await workflow.outbox.process_due() == 0
+    assert len(smtp_server.received) == 1

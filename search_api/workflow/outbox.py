@@ -199,6 +199,17 @@ class Outbox:
         self.wake.set()
         return {**message, **changes}
 
+    async def mark_delivered(self, outbox_id: str, evidence: str) -> None:
+        """Mark a message sent on other proof of delivery, so it is not sent again."""
+        message = await self.get(outbox_id)
+        if message["status"] == SENT:
+            return
+        now = iso(self.clock())
+        await self.es.update(index=self.index, id=outbox_id, refresh=True, doc={
+            "status": SENT, "sent_at": now, "updated_at": now, "claim_expires_at": None,
+            "demand_updated": True, "smtp_response": f"not confirmed by SMTP; {evidence}"})
+        logger.info("outbox message %s marked sent because %s", outbox_id, evidence)
+
     ##### delivery
 
     async def process_due(self) -> int:

@@ -319,6 +319,7 @@ class Workflow:
         demand = await self.demands.update(claim.demand_id, answer)
         logger.info("demand %s: rights holder answered %s for %s", claim.demand_id,
                     claim.answer, number)
+        await self.outbox.mark_delivered(entry["outbox_id"], "a reply link was used")
         return demand
 
     async def _demand_for_reply(self, claim: ReplyClaim) -> Demand:
