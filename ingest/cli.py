@@ -49,6 +49,10 @@ def _run(args: argparse.Namespace) -> int:
     from ingest import BUNDLED_SAMPLE
 
     settings = load_settings(args.config)
+    # One INFO line per HTTP request would bury the progress bar and the summary;
+    # -v keeps them.
+    if not args.verbose:
+        logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     paths = list(args.paths)
     if args.sample:
         paths.append(BUNDLED_SAMPLE)

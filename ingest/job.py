@@ -212,8 +212,10 @@ class Checkpoint:
             return 0
         return int(entry.get("done", 0))
 
-    def finished(self, key: str) -> bool:
-        return bool(self.state["inputs"].get(key, {}).get("finished"))
+    def finished(self, key: str, identity: dict[str, Any]) -> bool:
+        """True when input ``key``, unchanged since, was read to its end."""
+        entry = self.state["inputs"].get(key, {})
+        return bool(entry.get("finished")) and entry.get("identity") == identity
 
     def update(self, key: str, identity: dict[str, Any], done: int,
                finished: bool = False) -> None:
@@ -283,14 +285,29 @@ def merge_duplicate(first: Doc, later: Doc) -> tuple[Doc, list[str]]:
 
 
 def merge_with_stored(new: Doc, stored: Doc) -> Doc:
-    """The record being ingested wins; stored fields it lacks stay; lists combine."""
+    """Merge a record into the document an earlier run stored.
+
+    The record wins for the fields it has, stored fields it lacks stay and lists
+    combine. A truncated abstract does not replace a longer stored one: that
+    is the rule :func:`merge_duplicate` applies, so re-running an ingest whose
+    duplicates were merged gives the same document.
+    """
     merged = dict(stored)
     for name, value in new.items():
         if name in LIST_FIELDS:
             merged[name] = _union(value, stored.get(name))
+        elif name in ("abstract", "abstract_truncated") and _keeps_stored_abstract(new, stored):
+            continue
         elif not _empty(value) or name not in stored:
             merged[name] = value
     return merged
+
+
+def _keeps_stored_abstract(new: Doc, stored: Doc) -> bool:
+    new_abstract = new.get("abstract") or ""
+    stored_abstract = stored.get("abstract") or ""
+    new_truncated = bool(new.get("abstract_truncated")) or looks_truncated(new_abstract)
+    return (not new_abstract or new_truncated) and len(stored_abstract) > len(new_abstract)
 
 
 def _short(value: Any, limit: int = 120) -> Any:
@@ -346,7 +363,10 @@ class _Run:
     rejects: RejectsWriter
     summary: IngestSummary
     check_stored: bool
+    # Application numbers indexed (seen) and scored in this run; about 70 bytes
+    # each, so some 110 MB for the full 1.6 million patents.
     seen: set[int] = field(default_factory=set)
+    scored: set[str] = field(default_factory=set)
     bar: Any = None
 
     # --- patents -----------------------------------------------------
@@ -480,15 +500,11 @@ class _Run:
             scores = item.fields["scores"]
             if number in batch:
                 earlier_scores, earlier_source = batch[number]
-                kept, dropped_source = (scores, earlier_source) if \
-                    scores.get("evaluation_date", "") >= earlier_scores.get(
-                        "evaluation_date", "") else (earlier_scores, item.source)
-                self.summary.conflicts += 1
-                self.rejects.write(Reject(dropped_source, f"second evaluation of "
-                                          f"{number} in the batch; kept the later one "
-                                          "(by evaluation_date, then file order)",
-                                          kind="conflict", application_number=number))
-                batch[number] = (kept, item.source)
+                if _newer_evaluation(scores, earlier_scores):
+                    batch[number] = (scores, item.source)
+                    self._score_conflict(number, earlier_source, item.source)
+                else:
+                    self._score_conflict(number, item.source, earlier_source)
                 continue
             batch[number] = (scores, item.source)
             if len(batch) >= self.settings.bulk_chunk_size:
@@ -497,6 +513,13 @@ class _Run:
                 checkpoint.update(key, identity, last_position + 1)
         self._flush_scores(batch)
         checkpoint.update(key, identity, last_position + 1, finished=True)
+
+    def _score_conflict(self, number: str, dropped: str, kept: str) -> None:
+        self.summary.conflicts += 1
+        self.rejects.write(Reject(
+            dropped, f"second evaluation of {number}; kept the one at {kept} (the later "
+            "evaluation_date wins, on a tie the first one read)", kind="conflict",
+            application_number=number))
 
     def _flush_scores(self, batch: dict[str, tuple[dict[str, Any], str]]) -> None:
         if not batch:
@@ -512,7 +535,21 @@ class _Run:
                                           "in the index; ingest the patent first",
                                           kind="unknown_patent", application_number=number))
                 continue
-            if doc.get("scores") == scores:
+            earlier = doc.get("scores")
+            if earlier and earlier != scores:
+                # The later evaluation wins, whether the stored one comes from
+                # this run or an earlier one, so a re-run keeps the same scores.
+                # On equal dates a row of this run beats a stored one from
+                # earlier runs (a corrected file), but not one from this run.
+                older = _newer_evaluation(earlier, scores) or (
+                    number in self.scored and not _newer_evaluation(scores, earlier))
+                if older:
+                    self._score_conflict(number, source, "the stored evaluation")
+                    continue
+                if number in self.scored:
+                    self._score_conflict(number, "an earlier row of this run", source)
+            self.scored.add(number)
+            if earlier == scores:
                 self.summary.scores_unchanged += 1
                 continue
             doc["scores"] = scores
@@ -562,6 +599,11 @@ class _Run:
     def _reject(self, reject: Reject) -> None:
         self.summary.rejected += 1
         self.rejects.write(reject)
+
+
+def _newer_evaluation(scores: dict[str, Any], than: dict[str, Any]) -> bool:
+    """True when ``scores`` has a strictly later evaluation_date than ``than``."""
+    return (scores.get("evaluation_date") or "") > (than.get("evaluation_date") or "")
 
 
 def _raw_number(record: SourceRecord) -> str | None:
@@ -702,7 +744,7 @@ def run_ingest(
 def _ingest_one(run: _Run, kind: str, path: Path, checkpoint: Checkpoint) -> None:
     key = f"{kind}:{path}"
     identity = _file_identity(path) if path.is_file() else {"folder": True}
-    if checkpoint.finished(key) and checkpoint.done(key, identity):
+    if checkpoint.finished(key, identity):
         logger.info("%s: done in the interrupted run, skipped", path)
         return
     skip = checkpoint.done(key, identity)

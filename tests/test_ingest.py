@@ -329,3 +329,45 @@ def test_cli_ingest(settings, es_client, monkeypatch, tmp_path, capsys):
     assert out["rejected"] == 27
     assert out["rejects_path"] == str(rejects)
     assert len(rejects.read_text(encoding="utf-8").splitlines()) == 27
+
+
+def test_merged_duplicates_reingest_unchanged(settings, es_client, tmp_path):
+    path = _jsonl(tmp_path / "dups.jsonl", [
+        {"application_number": "1020180173848", "title": "공기정화장치",
+         "abstract": "먼지를 거르는...", "ipc": ["B01D 46/00"]},
+        {"application_number": "1020180173848", "title": "공기정화장치",
+         "abstract": "먼지를 거르는 필터를 갖는 장치", "ipc": ["F24F 8/10"],
+         "register_status": "등록"},
+    ])
+    first = run_ingest([path], settings, show_progress=False)
+    again = run_ingest([path], settings, show_progress=False)
+
+    assert (first.indexed, first.merged) == (1, 1)
+    assert (again.indexed, again.updated, again.unchanged) == (0, 0, 1)
+    doc = es_client.get(index=settings.index_alias, id="1020180173848")["_source"]
+    assert doc["abstract"] == "먼지를 거르는 필터를 갖는 장치"
+    assert doc["ipc"] == ["B01D 46/00", "F24F 8/10"]
+    assert doc["register_status"] == "등록"
+
+
+def test_repeated_evaluations_later_date_wins(settings, es_client, tmp_path):
+    run_ingest([XML], settings, show_progress=False)
+    rows = ["application_number,pqi,rights,technology,commercial,evaluation_date"]
+    rows.append("1020220011322,1.0,50,50,50,2023-01-01")
+    rows += [f"10201900630{i:02d},1,50,50,50," for i in range(20)]
+    rows.append("1020220011322,2.0,60,60,60,2024-01-01")
+    rows.append("1020220011322,0.5,40,40,40,2022-01-01")
+    scores = tmp_path / "kpeg.csv"
+    scores.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    first = run_ingest([], settings, scores=[scores], show_progress=False)
+    again = run_ingest([], settings, scores=[scores], show_progress=False)
+
+    doc = es_client.get(index=settings.index_alias, id="1020220011322")["_source"]
+    assert doc["scores"]["pqi"] == 2.0
+    assert doc["scores"]["evaluation_date"] == "2024-01-01"
+    assert first.conflicts == 2
+    assert again.scores_applied == 0
+    assert again.conflicts == 2
+    conflicts = [e for e in _rejects(again) if e["kind"] == "conflict"]
+    assert all("later evaluation_date wins" in e["reason"] for e in conflicts)
