@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "ingest.cli",
     "search_api.cli",
     "dashboard.cli",
+    "search_api.workflow.cli",
 ]
 
 
