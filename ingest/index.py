@@ -63,7 +63,7 @@ def alias_indices(client: Elasticsearch, alias: str) -> list[str]:
 
 
 def current_index(client: Elasticsearch, alias: str) -> str | None:
-    """The one index behind ``alias``, ``None`` when the alias is missing.
+    """Return the one index behind ``alias``, ``None`` when the alias is missing.
 
     Raises:
         AliasStateError: the alias points to several indices.

@@ -13,8 +13,8 @@ Merge rules (docs/architecture.md fields):
   other differing value, the title first of all, is written to the rejects file
   as a ``conflict`` naming both values and the one kept.
 - Against a document stored by an earlier run, the record being ingested wins
-  for the fields it has; stored fields it lacks (scores, fields from other
-  formats) are kept and list values are combined.
+  for the fields it has. Stored fields it lacks (scores, fields from other
+  formats) are kept, and list values are combined.
 - A document whose merged form equals the stored one (``ingested_at`` aside) is
   not sent: it counts as ``unchanged``. Re-running an ingest therefore changes
   nothing and is fast, because unchanged text is not analysed again.
@@ -70,7 +70,6 @@ logger = logging.getLogger(__name__)
 Doc = dict[str, Any]
 
 LIST_FIELDS = ("ipc", "ipc_subclass", "cpc", "applicants", "sources")
-TEXT_FIELDS = ("title", "title_en", "abstract")
 # Fields recomputed after a merge, never compared as conflicts.
 DERIVED_FIELDS = ("ipc_subclass", "six_t", "six_t_source", "content_hash",
                   "abstract_truncated", "title_terms", "abstract_terms", "ingested_at")
@@ -188,7 +187,7 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: Path, run_key: str) -> Checkpoint | None:
-        """The saved checkpoint of this run, or ``None`` (missing, other run, unreadable)."""
+        """Load this run's checkpoint; ``None`` when missing, unreadable or from another run."""
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -252,9 +251,9 @@ def _empty(value: Any) -> bool:
 def merge_duplicate(first: Doc, later: Doc) -> tuple[Doc, list[str]]:
     """Merge a later duplicate into the first record seen; return (doc, conflicts).
 
-    The first record's values win; the later one fills empty fields, adds list
-    values, and replaces the abstract when the first is truncated or empty and
-    the later one is longer. Each other disagreement is described in
+    The first record's values win. The later one fills empty fields and adds
+    list values. It replaces the abstract when the first is truncated or empty
+    and the later one is longer. Each other disagreement is described in
     ``conflicts`` (field, both values, the one kept).
     """
     merged = dict(first)

@@ -74,8 +74,8 @@ def normalize_application_number(value: Any, default_kind: str = "10") -> str:
         )
     kind, year = digits[:2], int(digits[2:6])
     if kind not in PATENT_KINDS:
-        what = OTHER_KINDS.get(kind)
-        hint = f" ({what}, not a patent)" if what else ""
+        kind_name = OTHER_KINDS.get(kind)
+        hint = f" ({kind_name}, not a patent)" if kind_name else ""
         raise ValueError(
             f"application number {value!r} has kind code {kind}{hint}; "
             "only 10 (patent) and 20 (utility model) are indexed"
@@ -413,7 +413,7 @@ def normalize_record(record: SourceRecord, six_t_table: SixTTable) -> Normalized
 
     Raises:
         RecordError: the record cannot be indexed (invalid application number,
-            empty title); the message says which value and why.
+            empty title); the message names the value and the problem.
     """
     raw = record.fields
     warnings: list[str] = []

@@ -201,7 +201,7 @@ def read_jsonl(path: Path) -> Iterator[ReaderItem]:
 
 
 def _as_list(value: Any) -> list[Any]:
-    """KIPRIS JSON holds one child as an object and several as a list."""
+    """Return a list: KIPRIS JSON stores one child as an object and several as a list."""
     if value is None or value == "":
         return []
     return value if isinstance(value, list) else [value]
@@ -426,8 +426,8 @@ BULK_BIBLIO_FIELDS = {
     "출원인": "applicant",
     "출원인명": "applicant",
 }
-# Side table: the column that tells it apart, the field it fills, and whether
-# it holds one value per patent or a list.
+# Side tables: the column that identifies the table -> the field it fills, and
+# whether it contains a list of values per patent.
 BULK_SIDE_TABLES = {
     "초록": ("abstract", False),
     "ipc코드": ("ipc", True),
@@ -675,9 +675,9 @@ def read_csv(path: Path, encoding: str | None = None) -> Iterator[ReaderItem]:
     first MiB unless given.
 
     Raises:
-        ReaderError: on first use, when the encoding or the required columns
-            (application number, title) are missing; the job reports it and
-            goes on with the next file.
+        ReaderError: on first use, when the encoding is not detected or the
+            required columns (application number, title) are missing. The job
+            reports it and goes on with the next file.
     """
     for index, line, values, problem in iter_csv_rows(path, CSV_FIELDS,
                                                       REQUIRED_CSV_FIELDS, encoding):

@@ -1,4 +1,4 @@
-"""What readers yield: source records with their location, or rejects with a reason."""
+"""Reader output: source records with their location, and rejects with a reason."""
 
 from __future__ import annotations
 
