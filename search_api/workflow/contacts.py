@@ -12,7 +12,8 @@ required; column order free)::
 - ``office``, ``note`` (optional): shown to the operator only.
 
 Names are matched after :func:`normalize_applicant`, so ``(주)한국전자``,
-``주식회사 한국전자``, ``㈜ 한국전자`` and ``한국전자 주식회사`` are one applicant.
+``주식회사 한국전자``, ``㈜ 한국전자`` and ``한국전자 주식회사`` are one applicant,
+and so are ``Samsung Electronics Co., Ltd.`` and ``SAMSUNG ELECTRONICS``.
 Importing a row for an applicant that already has a contact replaces it. A file
 with any invalid row imports nothing and reports every invalid row with its line
 number, so the operator fixes the file and imports it again.
@@ -51,6 +52,11 @@ _LEGAL_FORMS = (
     r"\(\s*학\s*\)", r"학교\s*법인",
 )
 _LEGAL_FORM_RE = re.compile("|".join(_LEGAL_FORMS))
+# English legal forms at the end of a name, as foreign applicants are published
+# ("Samsung Electronics Co., Ltd."); matched after case folding.
+_ENGLISH_SUFFIX_RE = re.compile(
+    r"[\s,.]*(co\.?,?\s*ltd\.?|company\s+limited|limited|ltd\.?|inc\.?|incorporated"
+    r"|corp\.?|corporation|llc|gmbh|ag|s\.a\.|plc)\.?$")
 _SPACE_RE = re.compile(r"\s+")
 
 
@@ -59,13 +65,18 @@ def normalize_applicant(name: str) -> str:
 
     Steps: Unicode NFKC (full-width letters and brackets become ASCII), Korean
     legal-form markers removed ((주), ㈜, 주식회사, (유), 유한회사, (재), 재단법인,
-    (사), 사단법인, (학), 학교법인), all whitespace removed, case folded. 산학협력단
-    stays, because a university's transfer office is that legal entity.
+    (사), 사단법인, (학), 학교법인), case folded, English legal forms at the end
+    removed (Co., Ltd., Inc., Corp., Corporation, Limited, LLC, GmbH, AG, S.A.,
+    PLC), all whitespace removed. 산학협력단 stays, because a university's
+    transfer office is that legal entity.
     """
     key = unicodedata.normalize("NFKC", name)
     key = key.replace("\u3231", "㈜")
-    key = _LEGAL_FORM_RE.sub("", key)
-    return _SPACE_RE.sub("", key).casefold()
+    key = _LEGAL_FORM_RE.sub("", key).casefold().strip()
+    previous = None
+    while key != previous:
+        previous, key = key, _ENGLISH_SUFFIX_RE.sub("", key).strip()
+    return _SPACE_RE.sub("", key)
 
 
 class ContactsImportError(WorkflowError):
