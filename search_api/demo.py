@@ -184,11 +184,15 @@ def start_dashboard(settings: Settings) -> str | None:
     from dashboard.app import create_dash_app
 
     dash_app = create_dash_app(settings)
-    thread = threading.Thread(
-        target=dash_app.run,
-        kwargs={"host": settings.api_host, "port": settings.dashboard_port, "debug": False},
-        name="dashboard", daemon=True,
-    )
+    try:
+        from waitress import serve
+    except ImportError:
+        target, kwargs = dash_app.run, {"host": settings.api_host, "port": settings.dashboard_port,
+                                        "debug": False}
+    else:
+        target, kwargs = serve, {"app": dash_app.server, "host": settings.api_host,
+                                 "port": settings.dashboard_port, "ident": "patentmatch-dashboard"}
+    thread = threading.Thread(target=target, kwargs=kwargs, name="dashboard", daemon=True)
     thread.start()
     return f"http://{settings.api_host}:{settings.dashboard_port}/"
 
