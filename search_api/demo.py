@@ -38,12 +38,12 @@ DATA_DIR = PROJECT_ROOT / "ingest" / "data"
 
 
 class DemoError(RuntimeError):
-    """A demo step failed; the message says which and what to do."""
+    """A demo step failed; the message names the step and the fix."""
 
 
 @dataclass
 class DemoState:
-    """What the demo prepared."""
+    """Resources the demo prepared for the API."""
 
     es_url: str
     es_index: str
@@ -99,7 +99,7 @@ def _alias_state(es: Elasticsearch, alias: str) -> tuple[str | None, int]:
 
 
 def ensure_ingested(settings: Settings, es: Elasticsearch, url: str) -> tuple[str, int, bool]:
-    """Ingest the demo inputs unless the alias already holds them; return (index, count, ingested)."""
+    """Ingest the demo inputs unless the alias already contains them; return (index, count, ingested)."""
     inputs = demo_inputs()
     digest = _inputs_digest(inputs)
     state_path = _state_file(settings, url)

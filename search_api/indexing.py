@@ -230,9 +230,9 @@ def run_indexing(settings: Settings, encoder: Any, es: Elasticsearch, rebuild: b
     store = _open_store(settings, encoder, rebuild, len(current))
 
     work = sorted((n, h) for n, h in current.items() if store.content_hash(n) != h)
-    gone = [n for n in store.row_of if n not in current]
+    removed = [n for n in store.row_of if n not in current]
     unchanged = len(current) - len(work)
-    logger.info("%d patents to encode, %d unchanged, %d to remove", len(work), unchanged, len(gone))
+    logger.info("%d patents to encode, %d unchanged, %d to remove", len(work), unchanged, len(removed))
 
     checkpoints = Checkpoints(store_dir(settings.cache_dir, ".checkpoints") / alias, work,
                               batch_size, encoder.fingerprint)
@@ -254,7 +254,7 @@ def run_indexing(settings: Settings, encoder: Any, es: Elasticsearch, rebuild: b
             parts.append(part)
             bar.update(len(numbers))
 
-    store.remove(gone)
+    store.remove(removed)
     if parts:
         abstracts = np.concatenate([p["abstracts"] for p in parts])
         titles = np.concatenate([p["titles"] for p in parts])
@@ -269,7 +269,7 @@ def run_indexing(settings: Settings, encoder: Any, es: Elasticsearch, rebuild: b
     store.save(store_dir(settings.cache_dir, alias))
     checkpoints.clear()
 
-    summary = IndexSummary(es_index, len(current), encoded, reused, unchanged, len(gone), len(store),
+    summary = IndexSummary(es_index, len(current), encoded, reused, unchanged, len(removed), len(store),
                            store.meta.factory, time.perf_counter() - started)
     logger.info("Indexing done: %s", summary.line())
     return summary

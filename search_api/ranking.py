@@ -28,7 +28,7 @@ FUSIONS = ("minmax", "rrf")
 DESCRIPTION_MODES = ("concat", "separate", "title_only")
 SIX_T_VALUES = ("IT", "BT", "NT", "ST", "ET", "CT", "unclassified")
 
-# Reciprocal rank fusion constant from Cormack, Clarke and Buettcher (SIGIR 2009).
+# Reciprocal rank fusion constant; 60 is the value commonly used.
 RRF_K = 60
 
 

@@ -60,7 +60,7 @@ class SearchRequest:
 
 @dataclass(frozen=True)
 class RankingConfig:
-    """How searches rank; defaults are the values the dev-set benchmarks chose.
+    """Ranking settings of the search service.
 
     Attributes:
         n_candidates: abstracts taken in stage 1 of the two-stage method.
@@ -176,10 +176,10 @@ class SearchService:
             rows, _ = await self._run(store.search_abstracts, vectors.abstract_query, fetch, None)
             numbers = store.numbers_for(rows)
             allowed = await self._confirm_allowed(numbers, filters)
-            kept = np.asarray([r for r, num in zip(rows, numbers) if num in allowed], dtype=np.int64)
-            if len(kept) >= n or fetch >= len(store):
-                logger.debug("Over-fetch of %d kept %d allowed candidates", fetch, len(kept))
-                return kept[:n]
+            survivors = np.asarray([r for r, num in zip(rows, numbers) if num in allowed], dtype=np.int64)
+            if len(survivors) >= n or fetch >= len(store):
+                logger.debug("Over-fetch of %d found %d allowed candidates", fetch, len(survivors))
+                return survivors[:n]
             fetch = min(len(store), fetch * 2)
 
     # -- BM25 -----------------------------------------------------------

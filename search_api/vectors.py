@@ -48,8 +48,8 @@ STORE_FORMAT = 1
 COMPACT_FRACTION = 0.10
 # Faiss warns below 39 training points per IVF cell; fewer gives poor centroids.
 MIN_POINTS_PER_CELL = 39
-# Corpora up to this size use exact search: a scan of 100k x 384 float32 takes
-# tens of milliseconds on one core, and exact search needs no training.
+# Corpora up to this size use exact search, which needs no training: one query
+# over 100k x 384 float32 took 40-100 ms on 2 shared cores (benchmarks/vector_scale.py).
 EXACT_MAX_ROWS = 100_000
 
 
@@ -63,7 +63,7 @@ class VectorStoreMismatch(VectorStoreError):
 
 @dataclass
 class StoreMetadata:
-    """What a vector store was built from; saved as ``meta.json``.
+    """Build record of a vector store, saved as ``meta.json``.
 
     Attributes:
         encoder_name: name of the sentence encoder (``PatentEncoder.name``).
@@ -112,9 +112,8 @@ def _utc_now() -> str:
 def derive_nlist(rows: int) -> int:
     """Return the IVF cell count for ``rows`` vectors.
 
-    4 * sqrt(rows) is the usual starting point (Faiss wiki, "Guidelines to
-    choose an index"), rounded down to a power of two, and capped so each cell
-    gets at least 39 training points.
+    4 * sqrt(rows) is a common starting point for IVF, rounded down to a power
+    of two and capped so each cell gets at least 39 training points.
     """
     if rows < MIN_POINTS_PER_CELL:
         return 1
@@ -284,7 +283,7 @@ class VectorStore:
     def train(self, vectors: np.ndarray, max_points_per_cell: int = 64, seed: int = 1234) -> None:
         """Train the index on a random sample of ``vectors`` (IVF cells, SQ ranges).
 
-        Faiss asks for 30 to 256 training points per IVF cell. The default 64
+        Faiss warns below 39 training points per IVF cell and needs no more than 256. The default 64
         keeps k-means on the full corpus (4096 cells, 262k points) within a few
         minutes on a CPU; a larger sample improves cells little and costs time.
         """
