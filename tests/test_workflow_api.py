@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from search_api.workflow import WORKFLOW, setup
+from test_api_support import corpus, encoder, search_settings  # noqa: F401  (fixtures)
 from test_workflow_support import (  # noqa: F401  (fixtures)
     API_KEY,
     OPERATOR,
@@ -372,3 +373,32 @@ async def test_stale_write_conflicts(client):
     with pytest.raises(ConflictError):
         await store.es.index(index=store.names.demands, id=created["id"], document=demand,
                              if_seq_no=seq_no, if_primary_term=term)
+
+
+##### inside the search API's app
+
+
+async def test_api_app_recommends_with_search_service(aiohttp_client, search_settings, corpus,
+                                                      index_prefix):
+    from search_api.app import create_app
+
+    settings = replace(search_settings, demands_index=f"{index_prefix}-demands",
+                       api_key=API_KEY, max_request_bytes=64 * 1024)
+    app = create_app(settings, load_models=False, default_mode="bm25")
+    api = await aiohttp_client(app)
+    query = {"title": "딥러닝 영상 인식", "k": 5, "filters": {"six_t": ["IT"]}}
+
+    search = await api.post("/v1/search", json=query)
+    created = await api.post("/v1/demands", json={**query, "company": "회사",
+                                                   "email": "a@b.example"})
+
+    assert search.status == 200, await search.text()
+    assert created.status == 201, await created.text()
+    expected = (await search.json())["results"]
+    demand = (await created.json())["demand"]
+    assert demand["status"] == "recommended"
+    assert [p["application_number"] for p in demand["recommended"]] == \
+        [r["application_number"] for r in expected]
+    assert [p["score"] for p in demand["recommended"]] == [r["score"] for r in expected]
+    stored = await app[WORKFLOW].demands.get((await created.json())["id"])
+    assert stored["recommended"][0]["applicants"] == [expected[0]["applicant"]]
