@@ -4,8 +4,9 @@ Two figures: a bar chart of each score min-max scaled within the patent's own 6T
 category, so patents of different fields compare fairly, and violin plots of each
 score's distribution per category with the checked patents marked on them. The
 category statistics come from ``GET /v1/stats/scores`` (histogram, min, max,
-quantiles), so the violins are drawn from a sample rebuilt from the histogram:
-the API never sends the raw values of a whole category.
+quantiles, and optionally a random sample of values). The violins are drawn
+from that sample, or from one rebuilt from the histogram when the API sends none,
+because the API never sends the raw values of a whole category.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ class ScoreStats:
     edges: tuple[float, ...] = ()
     counts: tuple[int, ...] = ()
     quantiles: dict[str, float] = field(default_factory=dict)
+    values: tuple[float, ...] = ()
+
+    def violin_sample(self) -> list[float]:
+        """Return the values to draw the violin from: the API's sample, else the histogram's."""
+        if self.values:
+            return list(self.values)
+        return sample_from_histogram(self.edges, self.counts)
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,11 @@ def _parse_score_stats(where: str, raw: Any) -> ScoreStats:
         raise StatsFormatError(f"{where}.quantiles must be an object")
     quantiles = {str(k): _float(v, f"{where}.quantiles.{k}") for k, v in quantiles_raw.items()
                  if v is not None}
-    return ScoreStats(count, minimum, maximum, edges, counts, quantiles)
+    raw_values = raw.get("values") or ()
+    if not isinstance(raw_values, (list, tuple)):
+        raise StatsFormatError(f"{where}.values must be a list of numbers")
+    values = tuple(_float(v, f"{where}.values") for v in raw_values)
+    return ScoreStats(count, minimum, maximum, edges, counts, quantiles, values)
 
 
 def _float(value: Any, where: str) -> float:
@@ -293,7 +305,7 @@ def violin_figure(
     for column, key in enumerate(SCORE_KEYS, start=1):
         for six_t in usable:
             score_stats = stats[six_t].scores[key]
-            sample = sample_from_histogram(score_stats.edges, score_stats.counts)
+            sample = score_stats.violin_sample()
             if not sample:
                 continue
             figure.add_trace(go.Violin(

@@ -126,3 +126,62 @@ def tiny_encoder_path(tmp_path_factory: pytest.TempPathFactory, sample_path: Pat
                     "is trained on it", pytrace=False)
     patents = read_patents(sample_path, limit=400)
     return build_tiny_encoder(patents, tmp_path_factory.mktemp("tiny-encoder"))
+
+
+@pytest.fixture(scope="module")
+def module_index_prefix(es_url: str) -> Iterator[str]:
+    """Like ``index_prefix``, shared by the tests of one module and wiped after them.
+
+    For modules whose tests share one expensive setup, such as a search API over
+    an ingested and encoded corpus.
+    """
+    from elasticsearch import Elasticsearch
+
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = Elasticsearch(es_url, request_timeout=60)
+    try:
+        client.indices.delete(index=f"{prefix}*", ignore_unavailable=True, allow_no_indices=True)
+    finally:
+        client.close()
+
+
+# Debian's chromium and chromedriver: the dash_duo fixture (dash.testing) asks
+# this hook for its browser options. Headless and sandbox-free because tests run
+# as root without a display; no background networking because nothing outside
+# 127.0.0.1 is reachable.
+CHROMIUM_ARGUMENTS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-sync",
+    "--metrics-recording-only",
+    "--no-first-run",
+    "--window-size=1400,1000",
+)
+
+
+# Selenium Manager would look up driver versions online; offline, it takes
+# chromedriver from PATH.
+os.environ.setdefault("SE_OFFLINE", "true")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_setup_options():
+    """Return the Chromium options for Dash's browser fixtures."""
+    import shutil
+
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    binary = os.environ.get("DASH_TEST_CHROMEPATH") or shutil.which("chromium")
+    if binary:
+        options.binary_location = binary
+    for argument in CHROMIUM_ARGUMENTS:
+        options.add_argument(argument)
+    return options

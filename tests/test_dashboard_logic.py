@@ -640,3 +640,21 @@ def test_patent_document_not_found(canned_api):
     document, problem = actions.patent_document(ApiClient(url), "1020180173848")
     assert document is None
     assert "1020180173848" in problem
+
+
+def test_violin_uses_api_sample_when_given():
+    reply = stats_reply()
+    reply["scores"]["rights"]["values"] = [41.0, 55.5, 99.0]
+    stats = parse_category_stats(reply)
+    assert stats.scores["rights"].violin_sample() == [41.0, 55.5, 99.0]
+    assert len(stats.scores["pqi"].violin_sample()) == 2000
+    figure = violin_figure([make_result("1020180173848", scores=SYNTHETIC)], {"IT": stats})
+    rights_violin = [t for t in figure.data if t.type == "violin"][1]
+    assert list(rights_violin.y) == [41.0, 55.5, 99.0]
+
+
+def test_stats_parse_rejects_bad_values():
+    reply = stats_reply()
+    reply["scores"]["pqi"]["values"] = [1.0, "x"]
+    with pytest.raises(StatsFormatError, match="pqi.values"):
+        parse_category_stats(reply)
