@@ -60,7 +60,7 @@ class RetryPolicy:
     """When the outbox retries and when it gives up.
 
     With the defaults, attempts are spaced 30 s, 1, 2, 4, 8, 16, 32 min, then 1 h,
-    and a message fails after 12 attempts, about 6 hours after the first one.
+    and a message fails after 12 attempts, about 5 hours after the first one.
     """
 
     base_delay_s: float = 30.0
