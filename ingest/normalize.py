@@ -106,6 +106,7 @@ _TAG = re.compile(
     r"(?:\s+[\w:.-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'<>]+))*\s*/?>"
 )
 _SPACES = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
 _ASCII_WORD = re.compile(r"[A-Za-z]{2,}")
 
@@ -122,6 +123,7 @@ def clean_text(value: Any) -> str:
     text = str(value)
     text = _TAG.sub(" ", text)
     text = html.unescape(text)
+    text = _CONTROL.sub("", text)
     return _SPACES.sub(" ", text).strip()
 
 

@@ -42,6 +42,9 @@ ReaderItem = Union[SourceRecord, Reject]
 MAX_JSON_DOCUMENT_BYTES = 256 * 1024 * 1024
 # Bytes sampled to choose between UTF-8 and CP949.
 ENCODING_SAMPLE_BYTES = 1024 * 1024
+# Longest line read, in bytes; a longer one (a file without line breaks, a
+# runaway quoted field) is rejected and skipped instead of filling the memory.
+MAX_LINE_BYTES = 64 * 1024 * 1024
 
 csv.field_size_limit(64 * 1024 * 1024)
 
@@ -102,14 +105,51 @@ def detect_encoding(path: Path) -> str:
     )
 
 
-def _decoded_lines(path: Path, encoding: str, bad_lines: set[int]) -> Iterator[str]:
-    """Yield decoded lines; a line that does not decode is replaced and noted."""
+def bounded_lines(handle: IO[bytes], limit: int | None = None
+                  ) -> Iterator[tuple[int, bytes | None]]:
+    """Yield (line number, bytes) per line; ``None`` for a line over ``limit`` bytes.
+
+    ``limit`` defaults to :data:`MAX_LINE_BYTES`. The rest of an over-long line
+    is read in chunks and dropped, so memory stays bounded by ``limit``.
+    """
+    limit = limit or MAX_LINE_BYTES
+    line_no = 0
+    while True:
+        raw = handle.readline(limit)
+        if not raw:
+            return
+        line_no += 1
+        if len(raw) >= limit and not raw.endswith(b"\n"):
+            while True:
+                rest = handle.readline(limit)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield line_no, None
+            continue
+        yield line_no, raw
+
+
+def _line_too_long() -> str:
+    return (f"line is longer than {MAX_LINE_BYTES} bytes; skipped (is the file "
+            "line-based?)")
+
+
+def _decoded_lines(path: Path, encoding: str, bad_lines: dict[int, str]) -> Iterator[str]:
+    """Yield decoded lines; a line that does not decode or is too long is noted, empty."""
     with open_binary(path) as handle:
-        for line_no, raw in enumerate(handle, 1):
+        for line_no, raw in bounded_lines(handle):
+            if raw is None:
+                bad_lines[line_no] = _line_too_long()
+                yield "\n"
+                continue
             try:
                 yield raw.decode(encoding)
-            except UnicodeDecodeError:
-                bad_lines.add(line_no)
+            except UnicodeDecodeError as exc:
+                bad_lines[line_no] = (
+                    f"line {line_no} is not valid {encoding} (byte 0x{raw[exc.start]:02x} "
+                    f"at column {exc.start + 1}); the file was read as {encoding}, detected "
+                    "from its start; re-save it in one encoding"
+                )
                 yield raw.decode(encoding, errors="replace")
 
 
@@ -180,9 +220,12 @@ def read_patents(path: str | Path, fmt: str | None = None) -> Iterator[ReaderIte
 def read_jsonl(path: Path) -> Iterator[ReaderItem]:
     """Read our JSON Lines: one object per line with the canonical field names."""
     with open_binary(path) as handle:
-        for index, raw in enumerate(handle):
-            line_no = index + 1
+        for line_no, raw in bounded_lines(handle):
+            index = line_no - 1
             source = f"{path}:{line_no}"
+            if raw is None:
+                yield Reject(source, _line_too_long(), position=index)
+                continue
             if not raw.strip():
                 continue
             try:
@@ -458,15 +501,28 @@ def _bulk_tables(folder: Path) -> dict[Path, list[str]]:
     return tables
 
 
-def _bulk_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, stripped values) of a ``¶`` file, header skipped."""
+def _bulk_rows(path: Path) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """Yield (line number, stripped values, problem) of a ``¶`` file, header skipped.
+
+    ``problem`` is set, and the values ``None``, for a line that is not UTF-8 or
+    is too long.
+    """
     with open_binary(path) as handle:
-        for line_no, raw in enumerate(handle, 1):
+        for line_no, raw in bounded_lines(handle):
             if line_no == 1:
                 continue
-            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if raw is None:
+                yield line_no, None, _line_too_long()
+                continue
+            try:
+                text = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                yield line_no, None, (f"line is not valid UTF-8 (byte 0x{raw[exc.start]:02x}"
+                                      f" at column {exc.start + 1}); KIPRIS Plus bulk "
+                                      "files are UTF-8")
+                continue
             if text.strip():
-                yield line_no, [v.strip() for v in text.split(BULK_SEPARATOR)]
+                yield line_no, [v.strip() for v in text.split(BULK_SEPARATOR)], None
 
 
 def read_kipris_bulk(path: Path) -> Iterator[ReaderItem]:
@@ -503,7 +559,10 @@ def read_kipris_bulk(path: Path) -> Iterator[ReaderItem]:
             position = header.index(column)
             seq_col = next((i for i, h in enumerate(header) if h.endswith("일련번호")), None)
             batch = []
-            for line_no, values in _bulk_rows(table):
+            for line_no, values, problem in _bulk_rows(table):
+                if problem:
+                    yield Reject(f"{table}:{line_no}", problem)
+                    continue
                 if len(values) <= position:
                     yield Reject(f"{table}:{line_no}", f"row has {len(values)} columns, "
                                  f"expected {len(header)} ({BULK_SEPARATOR}-separated)")
@@ -521,8 +580,11 @@ def read_kipris_bulk(path: Path) -> Iterator[ReaderItem]:
 
         header = tables[biblio_path]
         list_fields = {f for f, is_list in BULK_SIDE_TABLES.values() if is_list}
-        for index, (line_no, values) in enumerate(_bulk_rows(biblio_path)):
+        for index, (line_no, values, problem) in enumerate(_bulk_rows(biblio_path)):
             source = f"{biblio_path}:{line_no}"
+            if problem:
+                yield Reject(source, problem, position=index)
+                continue
             if len(values) < 2:
                 yield Reject(source, f"row has {len(values)} columns, expected "
                              f"{len(header)} ({BULK_SEPARATOR}-separated)",
@@ -629,7 +691,7 @@ def iter_csv_rows(path: Path, aliases: dict[str, list[str]], required: tuple[str
     """
     encoding = encoding or detect_encoding(path)
     delimiter = "\t" if _base_suffix(path) == ".tsv" else ","
-    bad_lines: set[int] = set()
+    bad_lines: dict[int, str] = {}
     lines = _decoded_lines(path, encoding, bad_lines)
     reader = csv.reader(lines, delimiter=delimiter)
     try:
@@ -644,7 +706,19 @@ def iter_csv_rows(path: Path, aliases: dict[str, list[str]], required: tuple[str
         raise _missing_columns_error(path, header, missing, aliases)
     needed = max(columns.values()) + 1
     first_line = reader.line_num + 1
-    for index, row in enumerate(reader):
+    index = -1
+    while True:
+        index += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # A NUL byte, or a quoted field running past csv.field_size_limit();
+            # the reader goes on with the next line.
+            line, first_line = first_line, reader.line_num + 1
+            yield index, line, None, f"row is not valid CSV: {exc}"
+            continue
         last_line = reader.line_num
         line = first_line
         first_line = last_line + 1
@@ -652,11 +726,10 @@ def iter_csv_rows(path: Path, aliases: dict[str, list[str]], required: tuple[str
             continue
         bad = sorted(n for n in bad_lines if line <= n <= last_line)
         if bad:
-            bad_lines.difference_update(bad)
-            yield index, line, None, (
-                f"line {bad[0]} is not valid {encoding}; the file was read as {encoding} "
-                "(detected from its start); re-save it in one encoding"
-            )
+            problem = bad_lines[bad[0]]
+            for number in bad:
+                del bad_lines[number]
+            yield index, line, None, problem
             continue
         if len(row) < needed and len(row) <= max(columns[n] for n in required):
             yield index, line, None, (f"row has {len(row)} columns, the header has "

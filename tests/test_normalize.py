@@ -71,6 +71,7 @@ def test_application_number_invalid(raw, message):
     ("x<y and y>z", "x<y and y>z"),
     ("&lt;b&gt;literal&lt;/b&gt;", "<b>literal</b>"),
     ("줄\n바꿈\t탭", "줄 바꿈 탭"),
+    ("제\x00목\x7f", "제목"),
     (None, ""),
 ])
 def test_clean_text(raw, expected):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import shutil
@@ -382,3 +383,42 @@ def test_scores_missing_columns(tmp_path: Path):
     path = _scores_file(tmp_path, "출원번호,PQI\n1020160138184,1\n")
     with pytest.raises(ReaderError, match="missing required column.*rights"):
         list(read_scores(path))
+
+
+def test_overlong_line_skipped(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("ingest.readers.MAX_LINE_BYTES", 1000)
+    path = tmp_path / "long.jsonl"
+    path.write_text('{"application_number": "1020180173848", "title": "장치"}\n'
+                    + '{"title": "' + "가" * 5000 + '"}\n'
+                    + '{"application_number": "1020180173849", "title": "방법"}\n',
+                    encoding="utf-8")
+    records, rejects = _split(list(read_jsonl(path)))
+    assert [r.source for r in records] == [f"{path}:1", f"{path}:3"]
+    assert rejects[0].source == f"{path}:2"
+    assert "longer than 1000 bytes" in rejects[0].reason
+
+
+def test_bulk_bad_bytes_rejected(tmp_path: Path):
+    folder = tmp_path / "bulk"
+    shutil.copytree(BULK, folder)
+    with (folder / "Bibliographic.txt").open("ab") as handle:
+        handle.write("1020990000002¶20201110¶".encode() + "잘못된".encode("cp949") + b"\n")
+    records, rejects = _split(list(read_patents(folder)))
+    assert len(records) == 20
+    assert rejects[0].source == f"{folder / 'Bibliographic.txt'}:22"
+    assert "not valid UTF-8" in rejects[0].reason
+
+
+def test_csv_broken_row_rejected(tmp_path: Path):
+    path = tmp_path / "huge-field.csv"
+    path.write_bytes("출원번호,발명의명칭\n10-2018-0173848,장치\n".encode()
+                     + b"10-2018-0173849," + b"x" * 500 + b"\n"
+                     + "10-2018-0173850,시스템\n".encode())
+    limit = csv.field_size_limit(100)
+    try:
+        records, rejects = _split(list(read_csv(path)))
+    finally:
+        csv.field_size_limit(limit)
+    assert [r.fields["title"] for r in records] == ["장치", "시스템"]
+    assert rejects[0].source == f"{path}:3"
+    assert "not valid CSV" in rejects[0].reason
