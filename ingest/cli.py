@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 
+from elasticsearch import ApiError, TransportError
+
 from ingest.job import IngestError, run_ingest
 from patentmatch.config import load_settings
 
@@ -65,6 +67,11 @@ def _run(args: argparse.Namespace) -> int:
     except IngestError as exc:
         logger.error("%s", exc)
         return 2
+    except (ApiError, TransportError) as exc:
+        logger.error("Elasticsearch at %s failed: %s; check `patentmatch es status`, then "
+                     "run the same command again to resume", settings.es_url or
+                     f"http://127.0.0.1:{settings.es_port}", exc)
+        return 1
     if args.json:
         print(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2))
     else:

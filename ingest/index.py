@@ -23,7 +23,8 @@ class AliasStateError(RuntimeError):
 def es_client(settings: Settings) -> Elasticsearch:
     """Client for ``settings.es_url``, or the local node on ``settings.es_port``."""
     url = settings.es_url or f"http://127.0.0.1:{settings.es_port}"
-    return Elasticsearch(url, request_timeout=settings.es_request_timeout_s)
+    return Elasticsearch(url, request_timeout=settings.es_request_timeout_s,
+                         max_retries=settings.bulk_max_retries, retry_on_timeout=True)
 
 
 def patents_index_body() -> dict[str, Any]:

@@ -74,6 +74,8 @@ LIST_FIELDS = ("ipc", "ipc_subclass", "cpc", "applicants", "sources")
 DERIVED_FIELDS = ("ipc_subclass", "six_t", "six_t_source", "content_hash",
                   "abstract_truncated", "title_terms", "abstract_terms", "ingested_at")
 CHECKPOINT_VERSION = 1
+# Bulk item statuses that mean an overloaded or unavailable cluster.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 
 @dataclass
@@ -585,8 +587,19 @@ class _Run:
             if not ok:
                 error = item.get("error", item)
                 reason = error.get("reason", error) if isinstance(error, dict) else error
-                self._reject(Reject(f"{self.index}/{number}", f"Elasticsearch refused the "
-                                    f"{kind} document: {reason}", application_number=number))
+                status = item.get("status")
+                if "exception" in item or status in TRANSIENT_STATUSES:
+                    # The cluster, not the document, failed: stop before the
+                    # checkpoint moves past documents that were not indexed.
+                    raise IngestError(
+                        f"Elasticsearch failed on a {kind} bulk request after "
+                        f"{self.settings.bulk_max_retries} retries (status {status}): "
+                        f"{reason}; progress up to the previous batch is saved, run the "
+                        "same command again to resume"
+                    )
+                self._reject(Reject(f"{self.index}/{number}", f"Elasticsearch rejected the "
+                                    f"{kind} document (status {status}): {reason}",
+                                    application_number=number))
                 continue
             if kind == "score":
                 self.summary.scores_applied += 1

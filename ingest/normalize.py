@@ -398,6 +398,8 @@ def normalize_six_t(value: Any) -> str | None:
 # Whole records
 #####################################################################
 
+# Upper bound of a plausible claim count; larger values are data errors.
+MAX_CLAIM_COUNT = 10_000
 _DATE_FIELDS = ("application_date", "register_date", "open_date", "publication_date")
 _NUMBER_FIELDS = ("register_number", "open_number")
 
@@ -496,12 +498,12 @@ def normalize_record(record: SourceRecord, six_t_table: SixTTable) -> Normalized
     if claim_count not in (None, ""):
         try:
             count = int(str(claim_count).strip())
-            if count < 0:
+            if not 0 <= count <= MAX_CLAIM_COUNT:
                 raise ValueError
             doc["claim_count"] = count
         except ValueError:
-            warnings.append(f"claim_count {claim_count!r} is not a non-negative "
-                            "integer; field left out")
+            warnings.append(f"claim_count {claim_count!r} is not an integer in "
+                            f"0-{MAX_CLAIM_COUNT}; field left out")
 
     # 4. Provenance and the hash the vector index keys on.
     sources = [str(s) for s in raw.get("sources") or [] if s]

@@ -371,3 +371,14 @@ def test_repeated_evaluations_later_date_wins(settings, es_client, tmp_path):
     assert again.conflicts == 2
     conflicts = [e for e in _rejects(again) if e["kind"] == "conflict"]
     assert all("later evaluation_date wins" in e["reason"] for e in conflicts)
+
+
+def test_cli_cluster_unreachable(monkeypatch, tmp_path, caplog):
+    from patentmatch.cli import main
+
+    monkeypatch.setenv("ES_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PATENTMATCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PATENTMATCH_BULK_MAX_RETRIES", "0")
+    code = main(["-q", "ingest", str(BIBLIO)])
+    assert code == 1
+    assert "Elasticsearch at http://127.0.0.1:9 failed" in caplog.text
