@@ -50,7 +50,7 @@ class TransferInputError(ValueError):
 
 @dataclass
 class TransferOutcome:
-    """What a transfer-talk request achieved, for the message under the button."""
+    """Outcome of a transfer-talk request, shown under the button."""
 
     ok: bool
     message: str

@@ -8,8 +8,6 @@ from dataclasses import replace
 
 import pytest
 from aiohttp import web
-
-from search_api.workflow import WORKFLOW, setup
 from test_api_support import corpus, encoder, search_settings  # noqa: F401  (fixtures)
 from test_workflow_support import (  # noqa: F401  (fixtures)
     API_KEY,
@@ -26,6 +24,8 @@ from test_workflow_support import (  # noqa: F401  (fixtures)
     smtp_server,
     workflow_settings,
 )
+
+from search_api.workflow import WORKFLOW, setup
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,13 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
-from search_api.workflow import WORKFLOW
-from search_api.workflow.contacts import (
-    ContactsImportError,
-    normalize_applicant,
-    parse_contacts_csv,
-)
 from test_workflow_support import (  # noqa: F401  (fixtures)
     OPERATOR,
     PATENTS,
@@ -28,6 +21,13 @@ from test_workflow_support import (  # noqa: F401  (fixtures)
     select,
     smtp_server,
     workflow_settings,
+)
+
+from search_api.workflow import WORKFLOW
+from search_api.workflow.contacts import (
+    ContactsImportError,
+    normalize_applicant,
+    parse_contacts_csv,
 )
 
 VISION, INSPECTION = PATENTS[0]["application_number"], PATENTS[1]["application_number"]

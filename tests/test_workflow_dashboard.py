@@ -10,12 +10,6 @@ import threading
 import pytest
 from aiohttp import web
 from dash import html
-
-from dashboard import ids, workflow
-from dashboard.api_client import ApiClient
-from dashboard.layout import build_layout
-from dashboard.pages import demand_status
-from search_api.workflow import setup
 from test_workflow_support import (  # noqa: F401  (fixtures)
     PATENTS,
     free_port,
@@ -23,6 +17,12 @@ from test_workflow_support import (  # noqa: F401  (fixtures)
     smtp_server,
     workflow_settings,
 )
+
+from dashboard import ids, workflow
+from dashboard.api_client import ApiClient
+from dashboard.layout import build_layout
+from dashboard.pages import demand_status
+from search_api.workflow import setup
 
 VISION, INSPECTION, AIR = (PATENTS[i]["application_number"] for i in (0, 1, 3))
 SEARCH = {"title": "딥러닝 영상 인식", "description": "제품 불량 검사", "k": 3,

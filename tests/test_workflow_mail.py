@@ -7,9 +7,6 @@ import asyncio
 
 import pytest
 from aiohttp import web
-
-from search_api.workflow import WORKFLOW, RetryPolicy, setup
-from search_api.workflow.service import outbox_id
 from test_workflow_support import (  # noqa: F401  (fixtures)
     COMPANY,
     OPERATOR,
@@ -25,6 +22,9 @@ from test_workflow_support import (  # noqa: F401  (fixtures)
     smtp_server,
     workflow_settings,
 )
+
+from search_api.workflow import WORKFLOW, RetryPolicy, setup
+from search_api.workflow.service import outbox_id
 
 pytestmark = pytest.mark.asyncio
 

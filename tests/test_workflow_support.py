@@ -155,7 +155,7 @@ def reply_links(body: str) -> dict[str, str]:
 
 
 class FakeClock:
-    """A UTC clock that moves only when told."""
+    """A UTC clock that moves only when the test advances it."""
 
     def __init__(self) -> None:
         self.now = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)

@@ -26,7 +26,7 @@ import io
 import logging
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
@@ -63,11 +63,11 @@ _SPACE_RE = re.compile(r"\s+")
 def normalize_applicant(name: str) -> str:
     """Return the matching key of an applicant name.
 
-    Steps: Unicode NFKC (full-width letters and brackets become ASCII), Korean
-    legal-form markers removed ((주), ㈜, 주식회사, (유), 유한회사, (재), 재단법인,
-    (사), 사단법인, (학), 학교법인), case folded, English legal forms at the end
-    removed (Co., Ltd., Inc., Corp., Corporation, Limited, LLC, GmbH, AG, S.A.,
-    PLC), all whitespace removed. 산학협력단 stays, because a university's
+    Steps: Unicode NFKC turns full-width letters and brackets into ASCII. The
+    Korean legal-form markers (주), ㈜, 주식회사, (유), 유한회사, (재), 재단법인,
+    (사), 사단법인, (학) and 학교법인 are removed and the case is folded. English
+    legal forms at the end (Co., Ltd., Inc., Corp., Corporation, Limited, LLC,
+    GmbH, AG, S.A., PLC) are removed, then all whitespace. 산학협력단 stays, because a university's
     transfer office is that legal entity.
     """
     key = unicodedata.normalize("NFKC", name)
@@ -105,19 +105,6 @@ class ContactRow:
     @property
     def key(self) -> str:
         return normalize_applicant(self.applicant)
-
-
-@dataclass
-class ImportSummary:
-    """Outcome of a contacts import."""
-
-    imported: int = 0
-    merged_duplicates: list[str] = field(default_factory=list)
-    dispatched_demands: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"imported": self.imported, "merged_duplicates": self.merged_duplicates,
-                "dispatched_demands": self.dispatched_demands}
 
 
 def parse_contacts_csv(content: str | bytes, source: str = "upload") -> list[ContactRow]:

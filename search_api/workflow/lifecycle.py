@@ -312,8 +312,8 @@ def record_answer(demand: Demand, application_number: str, answer: Answer | str,
     answer = Answer(answer)
     status = Status(demand["status"])
     if status not in (Status.CONTACTED, Status.INTERESTED, Status.DECLINED):
-        wanted = Status.INTERESTED if answer is Answer.INTERESTED else Status.DECLINED
-        raise InvalidTransition(status, wanted, ALLOWED_TRANSITIONS[status])
+        requested = Status.INTERESTED if answer is Answer.INTERESTED else Status.DECLINED
+        raise InvalidTransition(status, requested, ALLOWED_TRANSITIONS[status])
 
     changed = copy.deepcopy(demand)
     entry = selection_entry(changed, application_number)

@@ -60,7 +60,7 @@ class SmtpTemporaryError(Exception):
 
 @dataclass(frozen=True)
 class SmtpResult:
-    """What the SMTP server answered when it accepted a message."""
+    """Reply of the SMTP server to an accepted message."""
 
     response: str
     refused: dict[str, str]

@@ -3,8 +3,8 @@
 A message goes ``pending -> sending -> sent``. A worker claims a due message by
 writing ``sending`` with ``if_seq_no``/``if_primary_term``, so of several workers
 (several API processes) exactly one sends it. A temporary failure puts it back to
-``pending`` with ``next_attempt_at`` pushed out by a capped exponential backoff; a
-permanent failure, or too many attempts, makes it ``failed`` for the operator.
+``pending`` with ``next_attempt_at`` pushed out by a capped exponential backoff.
+A permanent failure, or too many attempts, makes it ``failed`` for the operator.
 
 Delivery is at least once. The Message-ID is fixed when the message is queued,
 and a message is marked ``sent`` only after the SMTP server accepted it, so a
@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError, TransportError
-from elasticsearch import ApiError
+from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundError, TransportError
 
 from patentmatch.config import Settings
 from search_api.workflow.lifecycle import WorkflowError, iso, utc_now
@@ -251,7 +250,7 @@ class Outbox:
         hits = result["hits"]["hits"]
         if not hits:
             return None
-        due = datetime.fromisoformat(hits[0]["_source"]["next_attempt_at"].replace("Z", "+00:00"))
+        due = datetime.fromisoformat(hits[0]["_source"]["next_attempt_at"])
         return max(0.0, (due - self.clock()).total_seconds())
 
     async def _deliver(self, hit: dict[str, Any]) -> None:

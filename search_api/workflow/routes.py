@@ -167,7 +167,7 @@ def _paging(request: web.Request) -> tuple[int, int]:
 
 
 def company_view(demand_id: str, demand: Demand) -> dict[str, Any]:
-    """Return what the company sees: its demand, per-patent progress and the timeline."""
+    """Return the company's view: its demand, per-patent progress and the timeline."""
     return {
         "id": demand_id,
         "title": demand["title"],

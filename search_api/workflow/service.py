@@ -49,10 +49,11 @@ logger = logging.getLogger(__name__)
 Recommend = Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]]
 """Ranking function: a demand (title, description, filters, k, mode) -> ranked patents.
 
-Each patent is a dict with at least ``application_number``; ``title``, ``score``,
-``abstract_similarity``, ``title_similarity``, ``applicants`` (list) or
-``applicant`` (``|``-separated string) and ``kipris_url`` are kept when present,
-as in the results of ``POST /v1/search``. A plain function runs in a thread.
+Each patent is a dict with at least ``application_number``. The fields
+``title``, ``score``, ``abstract_similarity``, ``title_similarity``,
+``applicants`` (list) or ``applicant`` (``|``-separated string) and
+``kipris_url`` are kept when present, as in the results of ``POST /v1/search``.
+A plain (not async) function runs in a thread.
 """
 
 UNKNOWN_APPLICANT = "(출원인 정보 없음)"
@@ -244,7 +245,7 @@ class Workflow:
         subject, body = render_request(demand_id, demand, entry, [a for a in applicants
                                                                    if a in found],
                                        links[Answer.INTERESTED], links[Answer.DECLINED])
-        message, created = await self.outbox.enqueue(
+        message, _ = await self.outbox.enqueue(
             outbox_id(demand_id, number), demand_id=demand_id, application_number=number,
             to=recipients, subject=subject, body=body,
             extra={"reply_nonce_hash": hash_secret(nonce)})
@@ -406,9 +407,10 @@ def _set_contact(demand: Demand, number: str, at: Any, contact_status: str,
         f"{number}: " + ("e-mail queued" if contact_status == CONTACT_QUEUED else
                          "no contact for " + ", ".join(fields.get("missing_applicants", []))))
     entry = lifecycle.selection_entry(changed, number)
-    if entry["contact_status"] == CONTACT_MISSING and contact_status == CONTACT_MISSING:
-        if entry["missing_applicants"] == fields.get("missing_applicants"):
-            return demand
+    unchanged = (entry["contact_status"] == CONTACT_MISSING == contact_status
+                 and entry["missing_applicants"] == fields.get("missing_applicants"))
+    if unchanged:
+        return demand
     entry.update(fields)
     if entry["contact_status"] != CONTACT_SENT:
         entry["contact_status"] = contact_status

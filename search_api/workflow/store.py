@@ -3,7 +3,7 @@
 Every change reads the document with its ``_seq_no`` and ``_primary_term``, applies
 a plain function from :mod:`search_api.workflow.lifecycle` and writes it back with
 ``if_seq_no``/``if_primary_term``. When another writer got there first,
-Elasticsearch answers 409 and the change is applied again to the fresh document,
+Elasticsearch returns 409 and the change is applied again to the fresh document,
 so a transition is either applied on top of the other one or rejected by the
 lifecycle rules; none is lost.
 
