@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -369,6 +370,7 @@ class _Run:
     seen: set[int] = field(default_factory=set)
     scored: set[str] = field(default_factory=set)
     bar: Any = None
+    started: float = field(default_factory=time.monotonic)
 
     # --- patents -----------------------------------------------------
 
@@ -403,8 +405,19 @@ class _Run:
                 self._flush_patents(batch)
                 batch = {}
                 checkpoint.update(key, identity, last_position + 1)
+                self._log_batch(key, last_position + 1)
         self._flush_patents(batch)
         checkpoint.update(key, identity, last_position + 1, finished=True)
+        self._log_batch(key, last_position + 1)
+
+    def _log_batch(self, key: str, done: int) -> None:
+        summary = self.summary
+        logger.debug(
+            "%s: %d entries done; run totals: indexed %d, updated %d, unchanged %d, "
+            "rejected %d; %.0f s, max RSS %.0f MiB", key, done, summary.indexed,
+            summary.updated, summary.unchanged, summary.rejected,
+            time.monotonic() - self.started, _max_rss_mib(),
+        )
 
     def _add_to_batch(self, batch: dict[str, _Pending], doc: Doc, source: str) -> None:
         number = doc["application_number"]
@@ -613,6 +626,11 @@ class _Run:
         self.rejects.write(reject)
 
 
+def _max_rss_mib() -> float:
+    """Peak resident memory of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _newer_evaluation(scores: dict[str, Any], than: dict[str, Any]) -> bool:
     """True when ``scores`` has a strictly later evaluation_date than ``than``."""
     return (scores.get("evaluation_date") or "") > (than.get("evaluation_date") or "")
@@ -695,6 +713,8 @@ def run_ingest(
     run_key = _run_key(paths, score_paths, alias, build_new)
     checkpoint_path = settings.cache_dir / "ingest" / f"{alias}.checkpoint.json"
     checkpoint = Checkpoint.load(checkpoint_path, run_key) if resume else None
+    if checkpoint is None:
+        _warn_abandoned_index(checkpoint_path, client, current)
     if checkpoint is not None and not client.indices.exists(index=checkpoint.state["index"]):
         logger.info("the index %s of the checkpoint is gone; starting over",
                     checkpoint.state["index"])
@@ -751,6 +771,21 @@ def run_ingest(
         summary.scores_unknown, summary.docs_per_s, summary.seconds, rejects_file,
     )
     return summary
+
+
+def _warn_abandoned_index(checkpoint_path: Path, client: Elasticsearch,
+                          current: str | None) -> None:
+    """Log a half-built index that a checkpoint about to be replaced points to."""
+    try:
+        state = json.loads(checkpoint_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    index = state.get("index")
+    if state.get("new_index") and index and index != current and \
+            client.indices.exists(index=index):
+        logger.warning("index %s, half built by an interrupted run with other inputs or "
+                       "options, is not resumed and stays; delete it (DELETE /%s) if it "
+                       "is not needed", index, index)
 
 
 def _ingest_one(run: _Run, kind: str, path: Path, checkpoint: Checkpoint) -> None:
