@@ -21,8 +21,8 @@ Merge rules (docs/architecture.md fields):
 
 Resuming: after every batch a checkpoint (written to a temporary file, then
 ``os.replace``) records how many entries of each input are done. A run with the
-same inputs and alias picks up from there, in the same target index; otherwise
-it starts over, which is safe because indexing is idempotent.
+same inputs and alias picks up from there, in the same target index. Any other
+run starts over, which is safe because indexing is idempotent.
 """
 
 from __future__ import annotations
