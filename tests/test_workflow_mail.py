@@ -278,6 +278,7 @@ async def test_reply_link_records_answer_once(client, smtp_server):
     assert submitted.status == 200
     assert "회신이 기록되었습니다" in submitted_text
     assert again.status == 409
+    assert "이미 기록되었습니다" in await again.text()
     assert other_answer.status == 409
     assert "이미 회신하셨습니다" in await reopened.text()
     status = await operator_get(client, f"/v1/demands/{demand['id']}")
@@ -297,6 +298,20 @@ async def test_tampered_reply_link_rejected(client, smtp_server):
                  await client.get(forged)]
 
     assert [r.status for r in responses] == [403, 403, 403]
+    assert "회신 링크가 올바르지 않거나" in await responses[0].text()
+
+
+async def test_reply_to_closed_demand_rejected(client, smtp_server):
+    demand = await contacted_demand(client, smtp_server)
+    await client.app[WORKFLOW].outbox.process_due()
+    link = reply_links(smtp_server.received[0].message.get_content())["interested"]
+    await client.post(f"/v1/demands/{demand['id']}/status", headers=OPERATOR,
+                      json={"status": "closed", "note": "기업이 철회"})
+
+    response = await client.post(link)
+
+    assert response.status == 409
+    assert "상태: closed" in await response.text()
 
 
 async def test_reply_before_sent_mark_counts_as_delivery(client, smtp_server):

@@ -27,8 +27,17 @@ from aiohttp import web
 
 from search_api.workflow import validation
 from search_api.workflow.contacts import parse_contacts_csv
-from search_api.workflow.lifecycle import ALLOWED_TRANSITIONS, Actor, Demand, Status, WorkflowError
+from search_api.workflow.lifecycle import (
+    ALLOWED_TRANSITIONS,
+    Actor,
+    AlreadyAnswered,
+    Demand,
+    InvalidTransition,
+    Status,
+    WorkflowError,
+)
 from search_api.workflow.service import Workflow
+from search_api.workflow.store import DemandNotFound
 from search_api.workflow.tokens import TokenError, keys_match, secret_matches
 
 logger = logging.getLogger(__name__)
@@ -394,12 +403,25 @@ def _html_page(title: str, paragraphs: list[str], *, form_action: str | None = N
                                  "style-src 'unsafe-inline'; form-action 'self'"})
 
 
-def _reply_error_page(exc: Exception) -> web.Response:
-    if isinstance(exc, WorkflowError):
-        return _html_page("회신을 처리할 수 없습니다", [exc.message], status=exc.status)
-    return _html_page("회신을 처리할 수 없습니다",
-                      ["서비스에 일시적인 문제가 있습니다. 잠시 후 다시 시도해 주십시오."],
-                      status=503)
+def _reply_error_page(request: web.Request, exc: Exception) -> web.Response:
+    """Explain in Korean why a reply link did not work; the English detail goes to the log."""
+    if isinstance(exc, TokenError):
+        text = ("회신 링크가 올바르지 않거나 더 이상 유효하지 않습니다. 메일에 있는 링크를 "
+                "그대로 열거나, 더 최근에 받은 메일의 링크를 사용해 주십시오.")
+    elif isinstance(exc, AlreadyAnswered):
+        text = "이 특허에 대한 회신은 이미 기록되었습니다. 회신은 한 번만 기록할 수 있습니다."
+    elif isinstance(exc, InvalidTransition):
+        text = (f"이 상담 요청은 현재 회신을 받을 수 없는 상태입니다 (상태: {exc.current}). "
+                "서비스 운영자에게 문의해 주십시오.")
+    elif isinstance(exc, DemandNotFound):
+        text = "이 회신 링크의 상담 요청을 찾을 수 없습니다. 서비스 운영자에게 문의해 주십시오."
+    elif isinstance(exc, WorkflowError):
+        text = exc.message
+    else:
+        text = "서비스에 일시적인 문제가 있습니다. 잠시 후 다시 시도해 주십시오."
+    status = exc.status if isinstance(exc, WorkflowError) else 503
+    logger.warning("%s reply link rejected with %d: %s", request.method, status, exc)
+    return _html_page("회신을 처리할 수 없습니다", [text], status=status)
 
 
 async def reply_confirm_page(request: web.Request) -> web.Response:
@@ -411,7 +433,7 @@ async def reply_confirm_page(request: web.Request) -> web.Response:
     try:
         preview = await (await _workflow(request)).reply_preview(token)
     except (WorkflowError, elasticsearch.TransportError, elasticsearch.ApiError) as exc:
-        return _reply_error_page(exc)
+        return _reply_error_page(request, exc)
     label = _ANSWER_LABELS[preview["answer"]]
     facts = [f"기업: {preview['company']}", f"수요기술: {preview['demand_title']}",
              f"특허: {preview['patent_title']} (출원번호 {preview['application_number']})"]
@@ -432,7 +454,7 @@ async def reply_submit(request: web.Request) -> web.Response:
         claim_answer = (await workflow.reply_preview(token))["answer"]
         await workflow.record_reply(token)
     except (WorkflowError, elasticsearch.TransportError, elasticsearch.ApiError) as exc:
-        return _reply_error_page(exc)
+        return _reply_error_page(request, exc)
     return _html_page("회신이 기록되었습니다",
                       [f"회신: {_ANSWER_LABELS[claim_answer]}",
                        "감사합니다. 회신 내용은 요청한 기업에 전달됩니다."])
