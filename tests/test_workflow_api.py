@@ -402,3 +402,22 @@ async def test_api_app_recommends_with_search_service(aiohttp_client, search_set
     assert [p["score"] for p in demand["recommended"]] == [r["score"] for r in expected]
     stored = await app[WORKFLOW].demands.get((await created.json())["id"])
     assert stored["recommended"][0]["applicants"] == [expected[0]["applicant"]]
+
+
+async def test_worker_creates_no_indices(aiohttp_client, workflow_settings, patent_index,
+                                         es_client):
+    app = web.Application()
+    setup(app, workflow_settings, recommend=patent_index.recommend, run_worker=False)
+    client = await aiohttp_client(app)
+    workflow = app[WORKFLOW]
+    alias = workflow_settings.demands_index
+
+    before = await workflow.start_if_created()
+    exists_before = es_client.indices.exists_alias(name=f"{alias}-outbox").body
+    await create_demand(client)
+    after = await workflow.start_if_created()
+
+    assert before is False
+    assert exists_before is False
+    assert after is True
+    assert es_client.indices.exists_alias(name=f"{alias}-outbox").body

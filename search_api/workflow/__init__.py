@@ -102,17 +102,22 @@ def setup(app: web.Application, settings: Settings | None = None, *,
 
 
 async def _run_worker(workflow: Workflow) -> None:
-    """Start the workflow (retrying while Elasticsearch is down), then deliver e-mail."""
+    """Wait for the workflow's indices, then deliver e-mail until cancelled.
+
+    The indices are created by the first workflow request, not here, so an API
+    that never registers a demand leaves the cluster untouched. While they are
+    missing or Elasticsearch is down, the worker checks again with a growing pause.
+    """
     delay = 1.0
     while True:
         try:
-            await workflow.start()
-            dispatched = await workflow.dispatch_waiting()
-            if dispatched:
-                logger.info("queued e-mails left waiting for demands %s", dispatched)
-            break
+            if await workflow.start_if_created():
+                dispatched = await workflow.dispatch_waiting()
+                if dispatched:
+                    logger.info("queued e-mails left waiting for demands %s", dispatched)
+                break
         except Exception as exc:  # keep the API up; the worker tries again
             logger.warning("demand workflow not started: %s; retrying in %.0f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, workflow.outbox.policy.poll_interval_s)
     await workflow.outbox.run()

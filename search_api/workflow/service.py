@@ -104,6 +104,18 @@ class Workflow:
             await self.outbox.ensure()
             self._signing_key = await load_signing_key(self.es, self.names.meta)
 
+    async def start_if_created(self) -> bool:
+        """Run :meth:`start` only when the workflow's indices exist; return whether it ran.
+
+        The outbox worker uses this so that an API that never receives a demand
+        creates no indices (test apps, read-only deployments).
+        """
+        if self._signing_key is None and not await self.es.indices.exists_alias(
+                name=self.names.outbox):
+            return False
+        await self.start()
+        return True
+
     @property
     def signing_key(self) -> bytes:
         if self._signing_key is None:
