@@ -382,3 +382,15 @@ def test_cli_cluster_unreachable(monkeypatch, tmp_path, caplog):
     code = main(["-q", "ingest", str(BIBLIO)])
     assert code == 1
     assert "Elasticsearch at http://127.0.0.1:9 failed" in caplog.text
+
+
+@pytest.mark.slow
+def test_bundled_sample_whole(settings, es_client, sample_path):
+    settings.bulk_chunk_size = 500
+    summary = run_ingest([sample_path], settings, show_progress=False)
+    assert summary.read == 10906
+    assert summary.indexed == 10906
+    assert summary.rejected == 0
+    assert summary.conflicts == 0
+    assert summary.warnings == 0
+    assert es_client.count(index=settings.index_alias)["count"] == 10906
