@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(default: <cache_dir>/ingest/<alias>-rejects.jsonl)")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--new-index", action="store_true",
-                        help="build a fresh versioned index and swap the alias to it at "
-                             "the end; readers never see a half-built index")
+                        help="build a fresh versioned index from the given inputs only "
+                             "(pass --scores again) and swap the alias to it at the end; "
+                             "readers never see a half-built index")
     target.add_argument("--into-alias", action="store_true",
                         help="update the index behind the alias in place (the default; "
                              "a missing alias is built as with --new-index)")

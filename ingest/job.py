@@ -695,6 +695,10 @@ def run_ingest(
     score_paths = [Path(p) for p in scores]
     if not paths and not score_paths:
         raise IngestError("nothing to ingest: give at least one patent file or --scores file")
+    if new_index and not paths:
+        raise IngestError("--new-index needs patent files: a new index built from scores "
+                          "alone would be empty; drop --new-index to join the scores onto "
+                          "the current index")
     for path in (*paths, *score_paths):
         if not path.exists():
             raise IngestError(f"input {str(path)!r} does not exist; check the path")

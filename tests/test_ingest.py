@@ -394,3 +394,10 @@ def test_bundled_sample_whole(settings, es_client, sample_path):
     assert summary.conflicts == 0
     assert summary.warnings == 0
     assert es_client.count(index=settings.index_alias)["count"] == 10906
+
+
+def test_new_index_needs_patents(settings, tmp_path):
+    scores = tmp_path / "kpeg.csv"
+    scores.write_text("application_number,pqi,rights,technology,commercial\n", encoding="utf-8")
+    with pytest.raises(IngestError, match="--new-index needs patent files"):
+        run_ingest([], settings, scores=[scores], new_index=True, show_progress=False)
