@@ -661,8 +661,8 @@ def _header_key(header: str) -> str:
 
 def map_csv_header(header: list[str], aliases: dict[str, list[str]]) -> dict[str, int]:
     """Return canonical field -> column index; the first matching column wins."""
-    lookup = {alias.lower(): name for name, names in aliases.items() for alias in names}
-    lookup.update({name: name for name in aliases})
+    lookup = {_header_key(alias): name for name, names in aliases.items() for alias in names}
+    lookup.update({_header_key(name): name for name in aliases})
     columns: dict[str, int] = {}
     for index, raw in enumerate(header):
         name = lookup.get(_header_key(raw))
