@@ -75,6 +75,22 @@ class ApiClient:
         """Return one patent document (``GET /v1/patents/{application_number}``)."""
         return self._call("GET", f"/v1/patents/{quote(application_number, safe='')}")
 
+    def create_demand(self, body: JsonObject) -> JsonObject:
+        """Register a technology demand (``POST /v1/demands``); the reply has its id and token."""
+        return self._call("POST", "/v1/demands", json=body)
+
+    def select_patents(self, demand_id: str, application_numbers: list[str],
+                       token: str) -> JsonObject:
+        """Select patents of a demand (``POST /v1/demands/{id}/selection``) with its token."""
+        return self._call("POST", f"/v1/demands/{quote(demand_id, safe='')}/selection",
+                          json={"application_numbers": application_numbers},
+                          headers={"X-Demand-Token": token})
+
+    def demand(self, demand_id: str, token: str) -> JsonObject:
+        """Return the company's view of a demand (``GET /v1/demands/{id}``) with its token."""
+        return self._call("GET", f"/v1/demands/{quote(demand_id, safe='')}",
+                          headers={"X-Demand-Token": token})
+
     def health(self) -> JsonObject:
         """Return the API's health report (``GET /v1/health``)."""
         return self._call("GET", "/v1/health")

@@ -313,6 +313,9 @@ def violin_figure(
                 showlegend=False, points=False, box_visible=True, meanline_visible=False,
                 line_color="#6b7b8c", fillcolor="rgba(107,123,140,0.25)",
                 hoverinfo="skip", spanmode="hard",
+                # Plotly links violins of the same name across panels by default,
+                # which would shrink the 0-100 scores next to PQI's 0-2.5 range.
+                scalegroup=key,
             ), row=1, col=column)
         _add_patent_markers(figure, patents, key, column, highlight, set(usable))
     _base_layout(figure, "선택한 특허와 같은 6T 분류의 평가 점수 분포")

@@ -164,8 +164,8 @@ def results_card() -> html.Div:
             ]),
         ]),
         results_table(),
-        html.Div(id=ids.EXTENSIONS),
         html.Div(id=ids.DETAIL_PANEL, className="pm-detail"),
+        html.Div(id=ids.EXTENSIONS),
     ])
 
 

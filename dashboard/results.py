@@ -130,14 +130,15 @@ def _number(value: Any) -> float | None:
 def result_notices(reply: dict[str, Any]) -> list[Notice]:
     """Return the notices for a search reply, most important first.
 
-    - no close match: the API's flag, with the best score and the threshold;
+    - no close match: the API's flag, with the best score and the threshold
+      (left out for an empty result, which has its own notice);
     - empty result;
     - synthetic scores on screen;
     - results without evaluation scores.
     """
     results = reply.get("results") or []
     notices: list[Notice] = []
-    if reply.get("no_close_match"):
+    if reply.get("no_close_match") and results:
         best = max((_number(r.get("score")) or 0.0 for r in results), default=None)
         threshold = _number(reply.get("threshold"))
         detail = ""

@@ -252,7 +252,7 @@ def test_notices_no_close_match_and_synthetic():
 
 def test_notices_empty_result():
     notices = result_notices({"no_close_match": True, "threshold": 0.5, "results": []})
-    assert [n.notice_id for n in notices] == ["no-close-match", "empty-result"]
+    assert [n.notice_id for n in notices] == ["empty-result"]
 
 
 def test_notices_real_scores_need_no_notice():
@@ -455,11 +455,13 @@ class _CannedApi(BaseHTTPRequestHandler):
 
     routes: dict[str, tuple[int, bytes]] = {}
     requests: list[tuple[str, str, bytes]] = []
+    tokens: list[str | None] = []
 
     def _reply(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         type(self).requests.append((self.command, self.path, body))
+        type(self).tokens.append(self.headers.get("X-Demand-Token"))
         status, payload = self.routes.get(self.path.split("?")[0], (404, b'{"error": {"status": 404, "message": "not found"}}'))
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -477,7 +479,7 @@ class _CannedApi(BaseHTTPRequestHandler):
 @pytest.fixture()
 def canned_api() -> Iterator[tuple[str, type[_CannedApi]]]:
     """An HTTP server on 127.0.0.1 that returns canned API replies."""
-    handler = type("Handler", (_CannedApi,), {"routes": {}, "requests": []})
+    handler = type("Handler", (_CannedApi,), {"routes": {}, "requests": [], "tokens": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -658,3 +660,18 @@ def test_stats_parse_rejects_bad_values():
     reply["scores"]["pqi"]["values"] = [1.0, "x"]
     with pytest.raises(StatsFormatError, match="pqi.values"):
         parse_category_stats(reply)
+
+
+def test_client_demand_calls_send_token(canned_api):
+    url, handler = canned_api
+    handler.routes["/v1/demands"] = (201, b'{"id": "d1", "access_token": "t"}')
+    handler.routes["/v1/demands/d%2F1/selection"] = (200, b'{"status": "selected"}')
+    handler.routes["/v1/demands/d1"] = (200, b'{"status": "recommended"}')
+    client = ApiClient(url)
+    assert client.create_demand({"title": "영상"})["id"] == "d1"
+    assert client.select_patents("d/1", ["1020180173848"], "t") == {"status": "selected"}
+    assert json.loads(handler.requests[-1][2]) == {"application_numbers": ["1020180173848"]}
+    assert client.demand("d1", "t") == {"status": "recommended"}
+    assert [r[:2] for r in handler.requests] == [
+        ("POST", "/v1/demands"), ("POST", "/v1/demands/d%2F1/selection"), ("GET", "/v1/demands/d1")]
+    assert handler.tokens == [None, "t", "t"]
