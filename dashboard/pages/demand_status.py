@@ -117,7 +117,9 @@ def status_view(demand: dict[str, Any]) -> list[Any]:
     selection = demand.get("selection") or []
     if selection:
         children.append(html.H4("선택한 특허"))
-        children.append(html.Table(id="demand-status-patents", children=[
+        children.append(html.Table(id="demand-status-patents",
+                                   style={"borderSpacing": "12px 4px", "textAlign": "left"},
+                                   children=[
             html.Thead(html.Tr([html.Th(h) for h in ("출원번호", "발명의 명칭", "연락", "회신")])),
             html.Tbody([html.Tr([
                 html.Td(_patent_link(entry)),
