@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "patentmatch.es_cli",
     "ingest.cli",
     "search_api.cli",
+    "training.cli",
     "dashboard.cli",
     "search_api.workflow.cli",
 ]

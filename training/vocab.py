@@ -163,7 +163,7 @@ def merge_vocab(
 
 def wordpiece_split(
     text: str, vocab: dict[str, int], *, continuation: bool = False,
-    unk_token: str = "[UNK]",
+    unk_token: str = "[UNK]", skip_unknown: bool = False,
 ) -> list[str]:
     """Split one word into pieces by greedy longest-match-first, as BERT's WordPiece does.
 
@@ -171,9 +171,13 @@ def wordpiece_split(
         text: the word's surface (without the ``##`` prefix).
         continuation: the word continues a previous piece, so its first piece must
             also carry the ``##`` prefix.
+        skip_unknown: drop a character that no token matches and go on with the
+            next one, instead of returning ``[unk_token]`` for the whole word as BERT
+            does.
 
     Returns:
-        The pieces, or ``[unk_token]`` when some part has no matching token.
+        The pieces; ``[unk_token]`` when some part has no match and ``skip_unknown``
+        is False, or when nothing matches at all.
     """
     pieces: list[str] = []
     start = 0
@@ -189,10 +193,13 @@ def wordpiece_split(
                 break
             end -= 1
         if match is None:
-            return [unk_token]
+            if not skip_unknown:
+                return [unk_token]
+            start += 1
+            continue
         pieces.append(match)
         start = end
-    return pieces
+    return pieces or [unk_token]
 
 
 def extend_tokenizer(base_tokenizer, new_tokens: Sequence[str], out_dir: Path):
@@ -265,7 +272,8 @@ def init_new_embeddings(
     """Set each new token's row to the mean of its pieces' rows under the old vocabulary.
 
     A token ``##xyz`` is split as a continuation; any other token as a word start.
-    Tokens that split into ``[UNK]`` alone keep the ``[UNK]`` row.
+    Characters the old vocabulary lacks are skipped, so ``[UNK]`` never dilutes
+    the mean; a token with no known character at all gets the ``[UNK]`` row.
 
     Args:
         embeddings: the resized input embeddings; rows below ``first_new_id`` are old.
@@ -273,7 +281,8 @@ def init_new_embeddings(
         new_tokens: the new tokens, in id order from ``first_new_id``.
 
     Returns:
-        Counts: ``{"from_pieces": n, "unknown": m}``.
+        Counts: ``{"from_pieces": n, "unknown": m}``, ``unknown`` being the tokens
+        that got the ``[UNK]`` row.
     """
     weight = embeddings.weight
     if weight.shape[0] < first_new_id + len(new_tokens):
@@ -287,7 +296,7 @@ def init_new_embeddings(
         continuation = token.startswith(CONTINUATION_PREFIX)
         surface = token[len(CONTINUATION_PREFIX):] if continuation else token
         pieces = wordpiece_split(surface, old_vocab, continuation=continuation,
-                                 unk_token=unk_token)
+                                 unk_token=unk_token, skip_unknown=True)
         ids = [old_vocab[piece] for piece in pieces]
         if ids == [unk_id]:
             counts["unknown"] += 1
