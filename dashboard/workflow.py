@@ -81,11 +81,13 @@ def build_demand(search_request: dict[str, Any] | None, checked: list[str] | Non
         raise TransferInputError("company", f"기업명을 1~{MAX_COMPANY}자로 입력하세요.")
     email = (email or "").strip()
     if not _EMAIL_RE.match(email):
-        raise TransferInputError("email", "회신받을 이메일 주소를 name@example.com 형식으로 입력하세요.")
+        raise TransferInputError(
+            "email", "회신받을 이메일 주소를 name@example.com 형식으로 입력하세요.")
     title = search_request["title"].strip()
     if len(title) > MAX_DEMAND_TITLE:
-        raise TransferInputError("search", f"상담 요청의 수요기술명은 {MAX_DEMAND_TITLE}자 이하여야 "
-                                           f"합니다 ({len(title)}자). 더 짧게 검색하세요.")
+        raise TransferInputError(
+            "search", f"상담 요청의 수요기술명은 {MAX_DEMAND_TITLE}자 이하여야 합니다 "
+                      f"({len(title)}자). 더 짧게 검색하세요.")
     body: dict[str, Any] = {"title": title, "company": company, "email": email}
     for key in ("description", "filters", "k", "mode"):
         if search_request.get(key) not in (None, "", {}):
@@ -93,7 +95,8 @@ def build_demand(search_request: dict[str, Any] | None, checked: list[str] | Non
     return body, numbers
 
 
-def request_transfer(client: ApiClient, body: dict[str, Any], numbers: list[str]) -> TransferOutcome:
+def request_transfer(client: ApiClient, body: dict[str, Any],
+                     numbers: list[str]) -> TransferOutcome:
     """Create the demand and select the checked patents; return the outcome for the user.
 
     Patents the demand's recommendations do not contain (the ranking changed since
@@ -117,8 +120,8 @@ def request_transfer(client: ApiClient, body: dict[str, Any], numbers: list[str]
         return TransferOutcome(False, "요청은 접수되었지만 특허 추천이 끝나지 않아 특허를 선택하지 "
                                "못했습니다. 운영자가 확인합니다." + keep, demand_id, token, path)
     if not chosen:
-        return TransferOutcome(False, "체크한 특허가 이 요청의 추천 목록에 없습니다. 다시 검색한 뒤 "
-                               "요청하세요." + keep, demand_id, token, path, skipped)
+        return TransferOutcome(False, "체크한 특허가 이 요청의 추천 목록에 없습니다. 다시 "
+                               "검색한 뒤 요청하세요." + keep, demand_id, token, path, skipped)
     try:
         client._call("POST", f"/v1/demands/{quote(demand_id, safe='')}/selection",
                      json={"application_numbers": chosen}, headers={"X-Demand-Token": token})

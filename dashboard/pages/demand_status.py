@@ -84,7 +84,8 @@ def check_inputs(demand_id: str | None, token: str | None) -> tuple[str, str]:
     return demand_id, token
 
 
-def fetch_status(client: ApiClient, demand_id: str, token: str) -> tuple[dict[str, Any] | None, str | None]:
+def fetch_status(client: ApiClient, demand_id: str,
+                 token: str) -> tuple[dict[str, Any] | None, str | None]:
     """Return (the company's view of the demand, None), or (None, a user message)."""
     try:
         # NOTE: ApiClient has no public method for the workflow endpoints yet, so
@@ -134,12 +135,18 @@ def status_view(demand: dict[str, Any]) -> list[Any]:
                                "아직 선택하지 않았습니다."))
     children.append(html.H4("진행 기록"))
     children.append(html.Ol(id="demand-status-timeline", children=[
-        html.Li(f"{_time(item.get('at'))} {ACTION_LABELS.get(item.get('action'), item.get('action'))}"
-                + (f": {STATUS_LABELS.get(item.get('to_status'), item.get('to_status'))}"
-                   if item.get("action") == "transition" else ""))
-        for item in demand.get("timeline") or []
+        html.Li(_timeline_line(item)) for item in demand.get("timeline") or []
     ]))
     return children
+
+
+def _timeline_line(item: dict[str, Any]) -> str:
+    action = item.get("action") or ""
+    line = f"{_time(item.get('at'))} {ACTION_LABELS.get(action, action)}"
+    if action == "transition":
+        status = item.get("to_status") or ""
+        line += f": {STATUS_LABELS.get(status, status)}"
+    return line
 
 
 def _patent_link(entry: dict[str, Any]) -> Any:

@@ -275,7 +275,8 @@ class Workflow:
         """
         dispatched: list[str] = []
         for status in (CONTACT_PENDING, CONTACT_MISSING):
-            for demand_id in await self.demands.scan_ids(contact_status=status):
+            query = {"term": {"selection.contact_status": status}}
+            async for demand_id, _ in self.demands.scan(query):
                 demand = await self.dispatch(demand_id)
                 if any(e["contact_status"] == CONTACT_QUEUED for e in demand["selection"]):
                     dispatched.append(demand_id)
@@ -317,7 +318,9 @@ class Workflow:
         demand = await self._demand_for_reply(claim)
         number = claim.application_number
         entry = lifecycle.selection_entry(demand, number)
-        message_id = entry["message_id"] or (await self.outbox.get(entry["outbox_id"]))["message_id"]
+        message_id = entry["message_id"]
+        if message_id is None:
+            message_id = (await self.outbox.get(entry["outbox_id"]))["message_id"]
 
         def answer(current: Demand) -> Demand:
             current_entry = lifecycle.selection_entry(current, number)
@@ -363,9 +366,9 @@ class Workflow:
         Open demands only (not transferred or closed). Contacts imported since the
         e-mail was queued are taken into account.
         """
-        _, hits = await self.demands.search(size=10_000, has_missing_applicants=True)
+        query = {"exists": {"field": "selection.missing_applicants"}}
         waiting: dict[str, dict[str, Any]] = {}
-        for demand_id, demand in hits:
+        async for demand_id, demand in self.demands.scan(query):
             if Status(demand["status"]) in TERMINAL_STATUSES:
                 continue
             for entry in demand["selection"]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,8 +185,8 @@ class DemandStore:
         raise StoreConflict(f"demand {demand_id!r} kept changing concurrently; try again")
 
     async def search(self, *, status: str | None = None, company: str | None = None,
-                     contact_status: str | None = None, has_missing_applicants: bool = False,
-                     size: int = 20, offset: int = 0) -> tuple[int, list[tuple[str, Demand]]]:
+                     contact_status: str | None = None, size: int = 20,
+                     offset: int = 0) -> tuple[int, list[tuple[str, Demand]]]:
         """Return (total, [(id, document)]) of demands, newest first."""
         filters: list[dict[str, Any]] = []
         if status:
@@ -195,8 +195,6 @@ class DemandStore:
             filters.append({"match": {"company": {"query": company, "operator": "and"}}})
         if contact_status:
             filters.append({"term": {"selection.contact_status": contact_status}})
-        if has_missing_applicants:
-            filters.append({"exists": {"field": "selection.missing_applicants"}})
         result = await self.es.search(
             index=self.names.demands,
             query={"bool": {"filter": filters}},
@@ -206,19 +204,19 @@ class DemandStore:
         hits = [(hit["_id"], hit["_source"]) for hit in result["hits"]["hits"]]
         return result["hits"]["total"]["value"], hits
 
-    async def scan_ids(self, *, contact_status: str) -> list[str]:
-        """Return the ids of every demand with a selected patent in ``contact_status``."""
-        ids: list[str] = []
+    async def scan(self, query: dict[str, Any], page_size: int = 500,
+                   ) -> AsyncIterator[tuple[str, Demand]]:
+        """Yield (id, document) of every demand matching ``query``, oldest first."""
         search_after: list[Any] | None = None
         while True:
             result = await self.es.search(
-                index=self.names.demands,
-                query={"term": {"selection.contact_status": contact_status}},
-                sort=[{"created_at": "asc"}, {"_doc": "asc"}], size=500,
-                search_after=search_after, source=False,
+                index=self.names.demands, query=query,
+                sort=[{"created_at": "asc"}, {"_doc": "asc"}], size=page_size,
+                search_after=search_after,
             )
             hits = result["hits"]["hits"]
-            ids.extend(hit["_id"] for hit in hits)
-            if len(hits) < 500:
-                return ids
+            for hit in hits:
+                yield hit["_id"], hit["_source"]
+            if len(hits) < page_size:
+                return
             search_after = hits[-1]["sort"]
