@@ -3,6 +3,7 @@ of applicants without a contact; real Elasticsearch and SMTP server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -197,3 +198,31 @@ def test_cli_contacts_import_and_missing(workflow_settings, tmp_path):
     assert json.loads(listed.stdout)["contacts"][0]["emails"] == ["ip@hanbit.example"]
     assert missing.stdout.strip() == "every applicant of a selected patent has a contact"
     assert json.loads(demands.stdout) == {"total": 0, "demands": []}
+
+
+@pytest.mark.asyncio
+async def test_cli_demand_commands(client, workflow_settings):
+    created = await create_demand(client)
+
+    shown = await asyncio.to_thread(run_cli, workflow_settings, "demands", "show", created["id"])
+    answered = await asyncio.to_thread(run_cli, workflow_settings, "demands", "answer",
+                                       created["id"], "10-2018-0173848", "interested")
+    closed = await asyncio.to_thread(run_cli, workflow_settings, "demands", "close",
+                                     created["id"], "--note", "기업이 철회", "--actor", "operator:lee")
+    again = await asyncio.to_thread(run_cli, workflow_settings, "demands", "transfer",
+                                    created["id"])
+    listed = await asyncio.to_thread(run_cli, workflow_settings, "demands", "list",
+                                     "--status", "closed")
+
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "recommended"
+    assert answered.returncode == 1
+    assert "cannot move the demand from recommended to interested" in answered.stderr
+    assert closed.returncode == 0, closed.stderr
+    assert f"demand {created['id']} is now closed" in closed.stdout
+    assert again.returncode == 1
+    assert "allowed from closed: none, it is final" in again.stderr
+    assert created["id"] in listed.stdout
+    audit = (await operator_get(client, f"/v1/demands/{created['id']}"))["audit"][-1]
+    assert audit["actor"] == "operator:lee"
+    assert audit["detail"] == "기업이 철회"

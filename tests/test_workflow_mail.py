@@ -4,6 +4,7 @@ an outage, restarts and rejections, and the reply links; real Elasticsearch."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
@@ -336,3 +337,19 @@ async def test_reply_before_sent_mark_counts_as_delivery(client, smtp_server):
     assert (await workflow.outbox.get(key))["status"] == "sent"
     assert await workflow.outbox.process_due() == 0
     assert len(smtp_server.received) == 1
+
+
+async def test_starttls_required_never_sends_clear(aiohttp_client, workflow_settings,
+                                                   patent_index, smtp_server, clock):
+    app = web.Application()
+    setup(app, replace(workflow_settings, smtp_tls="starttls"),
+          recommend=patent_index.recommend, run_worker=False, clock=clock)
+    client = await aiohttp_client(app)
+    demand = await contacted_demand(client, smtp_server)
+
+    await app[WORKFLOW].outbox.process_due()
+
+    message = await app[WORKFLOW].outbox.get(outbox_id(demand["id"], VISION_PATENT))
+    assert message["status"] == "pending"
+    assert "STARTTLS" in message["last_error"]
+    assert smtp_server.received == []
