@@ -10,7 +10,14 @@ from patentmatch.config import load_settings
 logger = logging.getLogger(__name__)
 
 
+def _quiet_transport_log() -> None:
+    # elastic_transport logs every request at INFO; the access log covers that.
+    if logging.getLogger().getEffectiveLevel() >= logging.INFO:
+        logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+
+
 def _settings(args: argparse.Namespace):
+    _quiet_transport_log()
     overrides = {}
     for name in ("faiss_factory", "api_host", "api_port", "index_alias", "model"):
         value = getattr(args, name, None)

@@ -138,7 +138,7 @@ def load_demo_encoder(settings: Settings) -> Any:
         return load_encoder(settings.model or None, settings)
     except (OSError, ValueError, RuntimeError) as exc:
         raise DemoError(
-            f"no sentence encoder could be loaded: {exc}. The demo needs the model shipped in "
+            f"no sentence encoder could be loaded: {str(exc).rstrip('.')}. The demo needs the model shipped in "
             "encoder/models/ or PATENTMATCH_MODEL pointing to a sentence-transformers folder"
         ) from exc
 

@@ -339,8 +339,14 @@ class VectorStore:
         if self._search_index is None:
             index = self.index
             if self.use_gpu and not _is_hnsw(self.meta.factory):
-                index = faiss.index_cpu_to_all_gpus(self.index)
-                logger.info("Abstract index copied to %d GPU(s)", faiss.get_num_gpus())
+                # NOTE: this path needs faiss-gpu and was not exercised by the
+                # test suite, which runs on CPU-only machines.
+                try:
+                    index = faiss.index_cpu_to_all_gpus(self.index)
+                    logger.info("Abstract index copied to %d GPU(s)", faiss.get_num_gpus())
+                except RuntimeError as exc:
+                    logger.warning("Searching on the CPU: copying %s to the GPU failed: %s",
+                                   self.meta.factory, exc)
             self._search_index = index
         return self._search_index
 
