@@ -353,3 +353,19 @@ async def test_starttls_required_never_sends_clear(aiohttp_client, workflow_sett
     assert message["status"] == "pending"
     assert "STARTTLS" in message["last_error"]
     assert smtp_server.received == []
+
+
+async def test_sent_for_deleted_demand_settles(client, smtp_server):
+    demand = await contacted_demand(client, smtp_server)
+    workflow = client.app[WORKFLOW]
+    await workflow.es.delete(index=workflow.names.demands, id=demand["id"], refresh=True)
+
+    first = await workflow.outbox.process_due()
+    second = await workflow.outbox.process_due()
+
+    message = await workflow.outbox.get(outbox_id(demand["id"], VISION_PATENT))
+    assert first == 1
+    assert second == 0
+    assert message["status"] == "sent"
+    assert message["demand_updated"] is True
+    assert len(smtp_server.received) == 1

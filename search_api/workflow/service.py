@@ -32,7 +32,7 @@ from search_api.workflow.lifecycle import (
 )
 from search_api.workflow.mail import kipris_url, render_request
 from search_api.workflow.outbox import Clock, Outbox, OutboxMessage, RetryPolicy
-from search_api.workflow.store import DemandStore, IndexNames, load_signing_key
+from search_api.workflow.store import DemandNotFound, DemandStore, IndexNames, load_signing_key
 from search_api.workflow.tokens import (
     REPLY_NONCE_BYTES,
     ReplyClaim,
@@ -283,13 +283,23 @@ class Workflow:
         return sorted(set(dispatched))
 
     async def _on_sent(self, outbox_id: str, message: OutboxMessage) -> None:
-        await self.demands.update(message["demand_id"], lambda d: lifecycle.mark_sent(
-            d, message["application_number"], message["message_id"], self.clock()))
+        try:
+            await self.demands.update(message["demand_id"], lambda d: lifecycle.mark_sent(
+                d, message["application_number"], message["message_id"], self.clock()))
+        except DemandNotFound:
+            # A deleted demand cannot be updated; retrying every round would only
+            # repeat this line.
+            logger.warning("outbox message %s was sent for demand %s, which no longer "
+                           "exists", outbox_id, message["demand_id"])
 
     async def _on_failed(self, outbox_id: str, message: OutboxMessage) -> None:
-        await self.demands.update(message["demand_id"], lambda d: lifecycle.mark_send_failed(
-            d, message["application_number"], message.get("last_error") or "unknown error",
-            self.clock()))
+        try:
+            await self.demands.update(message["demand_id"], lambda d: lifecycle.mark_send_failed(
+                d, message["application_number"], message.get("last_error") or "unknown error",
+                self.clock()))
+        except DemandNotFound:
+            logger.warning("outbox message %s failed for demand %s, which no longer exists",
+                           outbox_id, message["demand_id"])
 
     ##### answers and operator transitions
 
