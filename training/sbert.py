@@ -70,6 +70,7 @@ def _to_device(features, device: str) -> dict:
 
 
 def _autocast(device: str):
+    # NOTE: the CUDA path has not run in this project's tests, which are CPU only.
     if device == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
