@@ -100,7 +100,8 @@ async def load_signing_key(es: AsyncElasticsearch, meta_index: str) -> bytes:
     """Return the reply-link signing key, creating a random one on first use.
 
     The key lives in Elasticsearch so every API process signs and checks with the
-    same key. Deleting the document invalidates every reply link sent so far.
+    same key. Deleting the document and restarting the API processes invalidates every
+    reply link sent so far.
     """
     if not await es.indices.exists(index=meta_index):
         try:
