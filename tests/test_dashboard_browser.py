@@ -15,6 +15,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -136,9 +137,29 @@ def search_api(es_url, module_index_prefix, sample_path, tiny_encoder_path,
     server = ApiThread(create_app(settings, encoder=encoder, store=store))
     url = server.start()
     try:
+        warm_up(url)
         yield SearchApi(url, settings.index_alias)
     finally:
         server.stop()
+
+
+def warm_up(url: str, parallel: int = 6) -> None:
+    """Send parallel requests so the API starts its worker threads now.
+
+    dash_duo's runner stops the app by raising SystemExit in every thread started
+    while the app ran. Worker threads that the API started lazily during a test
+    would die with it, so they are started here, before any test.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(index: int) -> None:
+        requests.post(f"{url}/v1/search", json={"title": QUERY, "k": 5 + index},
+                      timeout=300).raise_for_status()
+        requests.get(f"{url}/v1/stats/scores", params={"six_t": "IT"},
+                     timeout=300).raise_for_status()
+
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(call, range(parallel)))
 
 
 def free_port() -> int:
@@ -419,4 +440,78 @@ def test_api_down_message(dash_duo):
     assert "연결할 수 없습니다" in error.text
     assert "Traceback" not in dash_duo.driver.page_source
     assert table_column(dash_duo, "application_number") == []
+    assert dash_duo.get_logs() == []
+
+
+class GatedProxy:
+    """An HTTP proxy to the API that holds each search until ``release()``.
+
+    It makes a slow search without sleeping: the test sees the loading state for
+    as long as it needs, then lets the real API answer.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if self.path.startswith("/v1/search"):
+                    proxy.waiting.set()
+                    proxy.gate.wait(timeout=WAIT_S * 5)
+                reply = requests.request(self.command, target + self.path, data=body,
+                                         headers={"Content-Type": "application/json"},
+                                         timeout=120)
+                self.send_response(reply.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            do_GET = _forward
+            do_POST = _forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "GatedProxy":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_slow_search_shows_loading(dash_duo, search_api):
+    with GatedProxy(search_api.url) as proxy:
+        start_dashboard(dash_duo, proxy.url)
+        box = dash_duo.find_element(f"#{ids.TITLE}")
+        box.send_keys(QUERY + Keys.ENTER)
+        assert proxy.waiting.wait(timeout=WAIT_S), "the search never reached the API"
+
+        dash_duo.wait_for_element("#search-loading .dash-spinner", timeout=WAIT_S)
+        WebDriverWait(dash_duo.driver, WAIT_S).until(
+            lambda _: dash_duo.find_element(f"#{ids.SEARCH_BUTTON}").get_attribute("disabled"),
+            message="the search button stayed enabled during the search",
+        )
+        assert table_column(dash_duo, "application_number") == []
+
+        proxy.gate.set()
+        dash_duo.wait_for_element("#search-done", timeout=WAIT_S)
+        wait_for_rows(dash_duo, 10)
+        WebDriverWait(dash_duo.driver, WAIT_S).until(
+            lambda _: not dash_duo.find_element(f"#{ids.SEARCH_BUTTON}").get_attribute("disabled"),
+            message="the search button stayed disabled after the search",
+        )
+        assert dash_duo.find_elements("#search-loading .dash-spinner") == []
     assert dash_duo.get_logs() == []
