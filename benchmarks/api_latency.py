@@ -170,6 +170,7 @@ def main() -> int:
 
     result = asyncio.run(run(args))
     record = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "load_average": os.getloadavg(),
                           "processor": platform.processor() or platform.machine()},
               "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               **result}

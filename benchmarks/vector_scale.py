@@ -153,7 +153,7 @@ def main() -> int:
                         help="approximate indices to measure besides exact")
     parser.add_argument("--hnsw-max", type=int, default=2_000_000,
                         help="largest size for which HNSW is built (default 2,000,000)")
-    parser.add_argument("--train-per-cell", type=int, default=32,
+    parser.add_argument("--train-per-cell", type=int, default=40,
                         help="IVF training vectors per cell (default 32; Faiss wants 30 to 256)")
     parser.add_argument("--threads", type=int, default=0, help="Faiss OpenMP threads (0: all cores)")
     parser.add_argument("--seed", type=int, default=0)
@@ -168,18 +168,20 @@ def main() -> int:
     for n in args.sizes:
         rows.extend(run_size(n, args.dim, args.k, args.queries, args.kinds, args.hnsw_max, args.seed,
                              args.train_per_cell))
-    record = {
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
-                    "numpy": np.__version__, "python": platform.python_version()},
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "total_s": time.perf_counter() - started,
-        "rows": rows,
-    }
+        # Written after every size, so an interrupted run keeps what it measured.
+        record = {
+            "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                        "load_average": os.getloadavg(), "faiss_threads": faiss.omp_get_max_threads(),
+                        "faiss": faiss.__version__, "numpy": np.__version__,
+                        "python": platform.python_version()},
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "total_s": time.perf_counter() - started,
+            "rows": rows,
+        }
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(record, indent=2))
     print(markdown(rows))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2))
     return 0
 
 

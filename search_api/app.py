@@ -272,8 +272,11 @@ async def _models_ctx(app: web.Application) -> AsyncIterator[None]:
             logger.error("Vector store not loaded, only mode 'bm25' will work: %s", exc)
     await _check_store(app)
 
+    analyze = _analyzer()
+    # Loading the Kiwi model takes seconds; do it now rather than in the first request.
+    await loop.run_in_executor(app[EXECUTOR], analyze, "특허 검색")
     app[SERVICE] = SearchService(app[ES], settings.index_alias, app[STORE], app[ENCODER],
-                                 _analyzer(), app[RANKING], app[EXECUTOR])
+                                 analyze, app[RANKING], app[EXECUTOR])
     yield
 
 

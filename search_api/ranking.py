@@ -288,7 +288,8 @@ def rank_hybrid(store: VectorStore, vectors: DemandVectors, bm25_hits: Sequence[
     if dense_candidates is None:
         dense_candidates, _ = store.search_abstracts(vectors.abstract_query, n_candidates, allowed_rows)
     bm25_scores = {number: score for number, score in bm25_hits if number in store.row_of}
-    extra_rows = store.rows_for(n for n in bm25_scores if n not in set(store.numbers_for(dense_candidates)))
+    dense_numbers = set(store.numbers_for(dense_candidates))
+    extra_rows = store.rows_for(n for n in bm25_scores if n not in dense_numbers)
     rows = np.concatenate([np.asarray(dense_candidates, dtype=np.int64), extra_rows])
     abstract, title, final = two_stage_scores(store, vectors, rows)
     numbers = store.numbers_for(rows)
