@@ -1,6 +1,6 @@
 """What each callback does, as plain functions of values and an ``ApiClient``.
 
-The search store (``ids.SEARCH_STORE``) holds the outcome of the last search:
+The search store (``ids.SEARCH_STORE``) contains the outcome of the last search:
 ``{"query": "?title=...", "request": {...} | None, "reply": {...} | None,
 "error": {"kind": ..., "message": ..., "field": ...} | None}``. ``kind`` is
 ``input`` (the form), ``unavailable`` (API unreachable) or ``api`` (an error status).
@@ -9,6 +9,7 @@ The search store (``ids.SEARCH_STORE``) holds the outcome of the last search:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from dashboard.api_client import ApiClient, ApiError, ApiUnavailable
@@ -18,6 +19,7 @@ from dashboard.search_form import (
     SearchForm,
     SearchInputError,
     build_search_request,
+    form_from_inputs,
     form_from_query,
     form_to_query,
 )
@@ -82,6 +84,55 @@ def form_for_url(url_search: str | None, last_query: str | None) -> SearchForm |
     if not url_search or url_search == last_query:
         return None
     return form_from_query(url_search)
+
+
+@dataclass(frozen=True)
+class SearchStep:
+    """What the search callback changes; None leaves that part of the page as it is."""
+
+    outcome: SearchOutcome | None
+    form: SearchForm | None
+    url_query: str | None
+    form_error: str
+
+
+def search_step(
+    client: ApiClient,
+    from_url: bool,
+    url_search: str | None,
+    raw_form: list[Any],
+    previous: SearchOutcome | None,
+) -> SearchStep | None:
+    """Decide and run the search for a button press, an Enter or a URL change.
+
+    Args:
+        from_url: the URL changed (or the page loaded) rather than the form.
+        url_search: the URL's query string.
+        raw_form: the form components' values, in ``form_from_inputs`` order.
+        previous: the search store's current value.
+
+    Returns:
+        None when nothing should happen (the URL names no search or the one on
+        screen). Invalid input leaves the results as they are and only sets
+        ``form_error``. A search from the form writes its query into the URL once
+        the API has returned results. A search from the URL fills the form.
+    """
+    if from_url:
+        form = form_for_url(url_search, (previous or {}).get("query"))
+        if form is None:
+            return None
+    else:
+        try:
+            form = form_from_inputs(*raw_form)
+        except SearchInputError as exc:
+            return SearchStep(None, None, None, exc.message)
+
+    outcome = run_search(client, form)
+    error = outcome["error"]
+    if error and error["kind"] == "input":
+        return SearchStep(None, form if from_url else None, None, error["message"])
+    url_query = None if from_url or outcome["reply"] is None else outcome["query"]
+    return SearchStep(outcome, form if from_url else None, url_query, "")
 
 
 def search_results(outcome: SearchOutcome | None) -> list[Result]:

@@ -1,9 +1,9 @@
 """HTTP client of the search API, the dashboard's only way to reach the data.
 
-Errors come in two kinds so the dashboard can word them for the user:
-``ApiUnavailable`` when no usable answer came back (connection refused, timeout,
-a reply that is not the API's JSON), ``ApiError`` when the API answered with an
-error status and its ``{"error": {...}}`` body.
+Errors come in two kinds so the dashboard can word them for the user.
+``ApiUnavailable`` means no usable reply arrived (connection refused, timeout,
+a reply that is not the API's JSON). ``ApiError`` means the API returned an
+error status with its ``{"error": {...}}`` body.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class ApiUnavailable(RuntimeError):
 
 
 class ApiError(RuntimeError):
-    """The API answered with an error status."""
+    """The API returned an error status."""
 
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
         detail = f" (field {field!r})" if field else ""

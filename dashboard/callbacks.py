@@ -16,7 +16,7 @@ from dashboard.api_client import ApiClient
 from dashboard.charts import bar_figure, hovered_patent, violin_figure
 from dashboard.layout import detail_panel, error_element, notice_elements
 from dashboard.results import export_csv, find_result, result_notices, result_rows
-from dashboard.search_form import SearchForm, SearchInputError, form_from_inputs
+from dashboard.search_form import SearchForm
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def register_callbacks(app: Dash, client: ApiClient) -> None:
         Output(ids.SEARCH_STORE, "data"),
         Output(ids.SEARCH_STATUS, "children"),
         Output(ids.URL, "search"),
+        Output(ids.FORM_ERROR, "children"),
         *[Output(field, prop) for field, prop in zip(FORM_FIELDS, FORM_PROPERTIES)],
         Input(ids.SEARCH_BUTTON, "n_clicks"),
         Input(ids.TITLE, "n_submit"),
@@ -62,24 +63,17 @@ def register_callbacks(app: Dash, client: ApiClient) -> None:
     )
     def search(_clicks, _title_submits, _ipc_submits, url_search, *state):
         *raw_form, previous = state
-        unchanged_form = [no_update] * len(FORM_FIELDS)
-        if ctx.triggered_id in (None, ids.URL):
-            last_query = (previous or {}).get("query")
-            form = actions.form_for_url(url_search, last_query)
-            if form is None:
-                return no_update, no_update, no_update, *unchanged_form
-            outcome = actions.run_search(client, form)
-            return outcome, _status_line(outcome), no_update, *_form_values(form)
-        try:
-            form = form_from_inputs(*raw_form)
-        except SearchInputError as exc:
-            outcome = {"query": (previous or {}).get("query"), "request": None,
-                       "reply": None,
-                       "error": {"kind": "input", "message": exc.message, "field": exc.field}}
-            return outcome, "", no_update, *unchanged_form
-        outcome = actions.run_search(client, form)
-        url = outcome["query"] if outcome["reply"] is not None else no_update
-        return outcome, _status_line(outcome), url, *unchanged_form
+        from_url = ctx.triggered_id in (None, ids.URL)
+        step = actions.search_step(client, from_url, url_search, raw_form, previous)
+        if step is None:
+            return (no_update,) * (4 + len(FORM_FIELDS))
+        form_values = _form_values(step.form) if step.form else [no_update] * len(FORM_FIELDS)
+        form_error = (error_element(step.form_error, "form-error-message")
+                      if step.form_error else "")
+        if step.outcome is None:
+            return no_update, "", no_update, form_error, *form_values
+        return (step.outcome, _status_line(step.outcome), step.url_query or no_update,
+                form_error, *form_values)
 
     @app.callback(
         Output(ids.RESULTS_TABLE, "data"),
@@ -92,25 +86,21 @@ def register_callbacks(app: Dash, client: ApiClient) -> None:
         Output(ids.EXPORT_BUTTON, "disabled"),
         Output(ids.SHARE_LINK, "href"),
         Output(ids.SHARE_LINK, "style"),
-        Output(ids.FORM_ERROR, "children"),
         Input(ids.SEARCH_STORE, "data"),
         prevent_initial_call=True,
     )
     def show_results(outcome):
         outcome = outcome or {}
-        error = outcome.get("error")
-        if error and error["kind"] == "input":
-            return (no_update,) * 10 + (error_element(error["message"], "form-error-message"),)
         reply = outcome.get("reply")
         if not reply:
-            return [], [], [], 0, None, [], "검색 결과가 없습니다.", True, "", \
-                {"display": "none"}, ""
+            # The API failed; the message is in the status line above.
+            return [], [], [], 0, None, [], "검색하지 못했습니다.", True, "", {"display": "none"}
         rows = result_rows(reply["results"])
         count = html.Span([html.B(f"검색 결과 {len(rows)}건"),
                            f" · '{outcome['request']['title']}'"])
         share_style = {"marginRight": "12px"}
         return (rows, [], [], 0, None, notice_elements(result_notices(reply)), count,
-                not rows, outcome["query"], share_style, "")
+                not rows, outcome["query"], share_style)
 
     @app.callback(
         Output(ids.DETAIL_PANEL, "children"),

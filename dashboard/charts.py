@@ -11,6 +11,7 @@ because the API never sends the raw values of a whole category.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ def _parse_score_stats(where: str, raw: Any) -> ScoreStats:
     count = _int(raw.get("count", 0), f"{where}.count")
     if count == 0:
         return ScoreStats(count=0, minimum=None, maximum=None)
+
     minimum = _float(raw.get("min"), f"{where}.min")
     maximum = _float(raw.get("max"), f"{where}.max")
     if minimum > maximum:
@@ -107,13 +109,15 @@ def _parse_score_stats(where: str, raw: Any) -> ScoreStats:
             f"{where}.histogram: {len(edges)} edges for {len(counts)} bins, "
             "expected one more edge than bins"
         )
-    if any(b < a for a, b in zip(edges, edges[1:])):
+    if any(b < a for a, b in itertools.pairwise(edges)):
         raise StatsFormatError(f"{where}.histogram.edges must be ascending")
+
     quantiles_raw = raw.get("quantiles") or {}
     if not isinstance(quantiles_raw, dict):
         raise StatsFormatError(f"{where}.quantiles must be an object")
     quantiles = {str(k): _float(v, f"{where}.quantiles.{k}") for k, v in quantiles_raw.items()
                  if v is not None}
+
     raw_values = raw.get("values") or ()
     if not isinstance(raw_values, (list, tuple)):
         raise StatsFormatError(f"{where}.values must be a list of numbers")
@@ -163,7 +167,7 @@ def sample_from_histogram(
     if total == 0:
         return []
     sample: list[float] = []
-    for (low, high), count in zip(zip(edges, edges[1:]), counts):
+    for (low, high), count in zip(itertools.pairwise(edges), counts):
         points = round(count / total * size)
         if count and points == 0:
             points = 1
@@ -227,7 +231,7 @@ def bar_figure(patents: list[Result], stats: dict[str, CategoryStats]) -> go.Fig
 
     One trace per patent; each bar's ``customdata`` is
     ``[application number, raw value, category min, category max, 6T]`` so a hover
-    names the patent. A missing score has no bar and says so in the hover text.
+    names the patent. A missing score has no bar, and its hover text reads "없음".
     """
     if not patents:
         return empty_figure("표에서 특허를 선택하면 평가 점수를 비교합니다.")

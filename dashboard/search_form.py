@@ -211,10 +211,10 @@ def form_from_inputs(
     description: str | None,
     six_t: list[str] | None,
     ipc_prefix: str | None,
-    year_from: int | float | str | None,
-    year_to: int | float | str | None,
+    year_from: float | str | None,
+    year_to: float | str | None,
     register_status: list[str] | None,
-    k: int | float | str | None,
+    k: float | str | None,
     mode: str | None,
 ) -> SearchForm:
     """Build a form from raw component values (``None`` for empty inputs).
@@ -235,7 +235,7 @@ def form_from_inputs(
     )
 
 
-def _whole_number(name: str, value: int | float | str | None) -> int | None:
+def _whole_number(name: str, value: float | str | None) -> int | None:
     if value is None or value == "":
         return None
     try:

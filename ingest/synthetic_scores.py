@@ -147,13 +147,11 @@ def generate_scores(
         if skip:
             continue
 
-        def mixed(i: int) -> float:
-            return QUALITY_WEIGHT * quality + own_weight * noise[i]
-
-        pqi = float(np.clip(math.exp(0.42 * mixed(0) - 0.05), *PQI_RANGE))
+        mixed = QUALITY_WEIGHT * quality + own_weight * noise
+        pqi = float(np.clip(math.exp(0.42 * mixed[0] - 0.05), *PQI_RANGE))
         row = {"application_number": patent.application_number, "pqi": f"{pqi:.2f}"}
         for i, (name, (centre, spread)) in enumerate(SCORE_SHAPES.items(), start=1):
-            value = float(np.clip(centre + spread * mixed(i), *SCORE_RANGE))
+            value = float(np.clip(centre + spread * mixed[i], *SCORE_RANGE))
             row[name] = f"{value:.1f}"
         composite = (
             (pqi - PQI_RANGE[0]) / (PQI_RANGE[1] - PQI_RANGE[0])

@@ -146,10 +146,10 @@ def module_index_prefix(es_url: str) -> Iterator[str]:
         client.close()
 
 
-# Debian's chromium and chromedriver: the dash_duo fixture (dash.testing) asks
-# this hook for its browser options. Headless and sandbox-free because tests run
-# as root without a display; no background networking because nothing outside
-# 127.0.0.1 is reachable.
+# Debian's chromium and chromedriver: the dash_duo fixture (dash.testing) reads
+# its browser options from this hook. Chromium runs headless and without its
+# sandbox because tests run as root without a display, and without background
+# networking because nothing outside 127.0.0.1 is reachable.
 CHROMIUM_ARGUMENTS = (
     "--headless=new",
     "--no-sandbox",

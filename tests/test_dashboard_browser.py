@@ -1,9 +1,10 @@
 """Browser tests of the dashboard: headless Chromium, the real API and Elasticsearch.
 
 One module-scoped setup ingests a slice of the bundled sample with the shipped
-synthetic scores under a unique alias, encodes it with the tiny test encoder,
-builds the vector store and serves the real search API on a free 127.0.0.1
-port. Each test starts the dashboard with ``dash_duo`` and drives it in Chromium.
+synthetic scores under a unique alias and encodes it with the tiny test encoder.
+It then builds the vector store and serves the real search API on a free
+127.0.0.1 port. Each test starts the dashboard with ``dash_duo`` and drives it
+in Chromium.
 """
 
 from __future__ import annotations
@@ -424,11 +425,23 @@ def test_empty_result_state(dash_duo, search_api):
     assert dash_duo.get_logs() == []
 
 
-def test_form_error_without_title(dash_duo, search_api):
-    start_dashboard(dash_duo, search_api.url)
+def test_form_error_keeps_results(dash_duo, search_api):
+    start_dashboard(dash_duo, search_api.url, "?" + urlencode({"title": QUERY}))
+    wait_for_rows(dash_duo, 10)
+    shown = table_column(dash_duo, "application_number")
+
+    dash_duo.clear_input(dash_duo.find_element(f"#{ids.TITLE}"))
     dash_duo.find_element(f"#{ids.SEARCH_BUTTON}").click()
     message = dash_duo.wait_for_element("#form-error-message", timeout=WAIT_S)
     assert "수요기술명을 입력하세요" in message.text
+    assert table_column(dash_duo, "application_number") == shown
+
+    year = dash_duo.find_element(f"#{ids.YEAR_FROM}")
+    year.send_keys("1900")
+    dash_duo.find_element(f"#{ids.TITLE}").send_keys(QUERY)
+    dash_duo.find_element(f"#{ids.SEARCH_BUTTON}").click()
+    dash_duo.wait_for_contains_text("#form-error-message", "출원연도", timeout=WAIT_S)
+    assert table_column(dash_duo, "application_number") == shown
     assert dash_duo.get_logs() == []
 
 
@@ -444,10 +457,10 @@ def test_api_down_message(dash_duo):
 
 
 class GatedProxy:
-    """An HTTP proxy to the API that holds each search until ``release()``.
+    """An HTTP proxy to the API that delays each search until ``gate`` is set.
 
-    It makes a slow search without sleeping: the test sees the loading state for
-    as long as it needs, then lets the real API answer.
+    It makes a slow search without sleeping: the test checks the loading state,
+    then sets the gate and the real API's reply goes through.
     """
 
     def __init__(self, target: str) -> None:
@@ -481,7 +494,7 @@ class GatedProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "GatedProxy":
+    def __enter__(self) -> GatedProxy:
         self.thread.start()
         return self
 

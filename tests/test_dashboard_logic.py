@@ -675,3 +675,64 @@ def test_client_demand_calls_send_token(canned_api):
     assert [r[:2] for r in handler.requests] == [
         ("POST", "/v1/demands"), ("POST", "/v1/demands/d%2F1/selection"), ("GET", "/v1/demands/d1")]
     assert handler.tokens == [None, "t", "t"]
+
+
+def raw_form(title: str = "영상", year_from=None, k=10) -> list:
+    return [title, "", ["IT"], "", year_from, None, [], k, ""]
+
+
+def test_search_step_from_form_writes_url(canned_api):
+    url, handler = canned_api
+    reply = {"results": [make_result("1020180173848")], "no_close_match": False}
+    handler.routes["/v1/search"] = (200, json.dumps(reply).encode())
+    step = actions.search_step(ApiClient(url), False, None, raw_form(), None)
+    assert step.outcome["reply"] == reply
+    assert step.url_query == form_to_query(SearchForm(title="영상", six_t=["IT"], k=10))
+    assert step.form is None
+    assert step.form_error == ""
+
+
+def test_search_step_invalid_form_keeps_results(canned_api):
+    url, handler = canned_api
+    step = actions.search_step(ApiClient(url), False, None, raw_form(title=" "), None)
+    assert step.outcome is None
+    assert step.form_error == "수요기술명을 입력하세요."
+    step = actions.search_step(ApiClient(url), False, None, raw_form(year_from=2010.5), None)
+    assert step.outcome is None
+    assert "정수" in step.form_error
+    assert handler.requests == []
+
+
+def test_search_step_api_down_leaves_url():
+    client = ApiClient(closed_port_url(), timeout_s=5)
+    step = actions.search_step(client, False, None, raw_form(), None)
+    assert step.outcome["error"]["kind"] == "unavailable"
+    assert step.url_query is None
+
+
+def test_search_step_from_url_fills_form(canned_api):
+    url, handler = canned_api
+    handler.routes["/v1/search"] = (200, b'{"results": [], "no_close_match": false}')
+    query = form_to_query(SearchForm(title="리튬 전지", k=30))
+    step = actions.search_step(ApiClient(url), True, query, raw_form(), None)
+    assert step.form == SearchForm(title="리튬 전지", k=30)
+    assert step.url_query is None
+    assert step.outcome["reply"]["results"] == []
+    assert json.loads(handler.requests[-1][2]) == {"title": "리튬 전지", "k": 30}
+
+
+def test_search_step_ignores_current_url(canned_api):
+    url, handler = canned_api
+    query = form_to_query(SearchForm(title="영상"))
+    assert actions.search_step(ApiClient(url), True, query, raw_form(), {"query": query}) is None
+    assert actions.search_step(ApiClient(url), True, "", raw_form(), None) is None
+    assert handler.requests == []
+
+
+def test_search_step_invalid_url_fills_form(canned_api):
+    url, handler = canned_api
+    step = actions.search_step(ApiClient(url), True, "?title=x&from=1900", raw_form(), None)
+    assert step.outcome is None
+    assert step.form.year_from == 1900
+    assert "출원연도" in step.form_error
+    assert handler.requests == []
