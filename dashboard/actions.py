@@ -4,6 +4,8 @@ The search store (``ids.SEARCH_STORE``) contains the outcome of the last search:
 ``{"query": "?title=...", "request": {...} | None, "reply": {...} | None,
 "error": {"kind": ..., "message": ..., "field": ...} | None}``. ``kind`` is
 ``input`` (the form), ``unavailable`` (API unreachable) or ``api`` (an error status).
+``search_step`` never stores an ``input`` outcome: invalid input leaves the last
+search on screen.
 """
 
 from __future__ import annotations

@@ -33,8 +33,6 @@ def _form_values(form: SearchForm) -> list[Any]:
 def _status_line(outcome: actions.SearchOutcome) -> Any:
     error = outcome.get("error")
     if error:
-        if error["kind"] == "input":
-            return ""
         return error_element(error["message"])
     reply = outcome["reply"]
     took = reply.get("took_ms")
