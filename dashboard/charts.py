@@ -20,7 +20,15 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.results import MISSING_TEXT, SCORE_KEYS, SCORE_LABELS, Result, score_value
+from dashboard.results import (
+    MISSING_TEXT,
+    SCORE_KEYS,
+    SCORE_LABELS,
+    SYNTHETIC_SOURCE,
+    Result,
+    score_source,
+    score_value,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +195,13 @@ def patent_label(result: Result) -> str:
     return f"{result.get('application_number')} {short_title(result.get('title') or '')}"
 
 
+def synthetic_label(patents: list[Result]) -> str:
+    """Return a title suffix that marks synthetic scores, or "" when none are shown."""
+    if any(score_source(p) == SYNTHETIC_SOURCE for p in patents):
+        return " · 합성(데모) 점수"
+    return ""
+
+
 def _base_layout(figure: go.Figure, title: str) -> None:
     figure.update_layout(
         title={"text": title, "x": 0.01},
@@ -267,7 +282,8 @@ def bar_figure(patents: list[Result], stats: dict[str, CategoryStats]) -> go.Fig
             text=[MISSING_TEXT if y is None else "" for y in ys],
             textposition="outside",
         ))
-    _base_layout(figure, "6T 분류 내 Min-Max 척도 평가 점수 (0 = 분류 최저, 1 = 분류 최고)")
+    _base_layout(figure, "6T 분류 내 Min-Max 척도 평가 점수 (0 = 분류 최저, 1 = 분류 최고)"
+                 + synthetic_label(patents))
     figure.update_layout(barmode="group", yaxis={"range": [0, 1.1], "title": "척도 값"},
                          height=380)
     return figure
@@ -322,7 +338,7 @@ def violin_figure(
                 scalegroup=key,
             ), row=1, col=column)
         _add_patent_markers(figure, patents, key, column, highlight, set(usable))
-    _base_layout(figure, "선택한 특허와 같은 6T 분류의 평가 점수 분포")
+    _base_layout(figure, "선택한 특허와 같은 6T 분류의 평가 점수 분포" + synthetic_label(patents))
     figure.update_layout(height=420, showlegend=False)
     return figure
 

@@ -736,3 +736,13 @@ def test_search_step_invalid_url_fills_form(canned_api):
     assert step.form.year_from == 1900
     assert "출원연도" in step.form_error
     assert handler.requests == []
+
+
+def test_chart_titles_mark_synthetic_scores():
+    stats = {"IT": parse_category_stats(stats_reply("IT"))}
+    synthetic = [make_result("1020180173848", scores=SYNTHETIC)]
+    kpeg = [make_result("1020180173848", scores=dict(SYNTHETIC, source="kpeg"))]
+    assert "합성" in bar_figure(synthetic, stats).layout.title.text
+    assert "합성" in violin_figure(synthetic, stats).layout.title.text
+    assert "합성" not in bar_figure(kpeg, stats).layout.title.text
+    assert "합성" not in violin_figure(kpeg, stats).layout.title.text
