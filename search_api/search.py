@@ -76,7 +76,7 @@ class RankingConfig:
     n_candidates: int = 1000
     fusion: str = "minmax"
     bm25_weight: float = 0.5
-    bm25_size: int = 1000
+    bm25_size: int = 300
     description_mode: str = "concat"
     threshold: float = 0.5
     max_filter_ids: int = 200_000
