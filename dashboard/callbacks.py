@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 FORM_FIELDS = (ids.TITLE, ids.DESCRIPTION, ids.SIX_T, ids.IPC_PREFIX, ids.YEAR_FROM,
                ids.YEAR_TO, ids.REGISTER_STATUS, ids.K, ids.MODE)
 FORM_PROPERTIES = ("value",) * len(FORM_FIELDS)
+# Inputs where Enter runs the search (the description is a textarea, where Enter
+# starts a new line).
+SUBMIT_FIELDS = (ids.TITLE, ids.IPC_PREFIX, ids.YEAR_FROM, ids.YEAR_TO, ids.K)
 
 
 def _form_values(form: SearchForm) -> list[Any]:
@@ -52,15 +55,14 @@ def register_callbacks(app: Dash, client: ApiClient) -> None:
         Output(ids.FORM_ERROR, "children"),
         *[Output(field, prop) for field, prop in zip(FORM_FIELDS, FORM_PROPERTIES)],
         Input(ids.SEARCH_BUTTON, "n_clicks"),
-        Input(ids.TITLE, "n_submit"),
-        Input(ids.IPC_PREFIX, "n_submit"),
+        *[Input(field, "n_submit") for field in SUBMIT_FIELDS],
         Input(ids.URL, "search"),
         *[State(field, prop) for field, prop in zip(FORM_FIELDS, FORM_PROPERTIES)],
         State(ids.SEARCH_STORE, "data"),
         running=[(Output(ids.SEARCH_BUTTON, "disabled"), True, False)],
     )
-    def search(_clicks, _title_submits, _ipc_submits, url_search, *state):
-        *raw_form, previous = state
+    def search(_clicks, *values):
+        url_search, *raw_form, previous = values[len(SUBMIT_FIELDS):]
         from_url = ctx.triggered_id in (None, ids.URL)
         step = actions.search_step(client, from_url, url_search, raw_form, previous)
         if step is None:

@@ -74,15 +74,15 @@ def search_card() -> html.Div:
     ipc = dcc.Input(id=ids.IPC_PREFIX, type="text", placeholder="예: G06, H04N 5/232",
                     className="pm-small-input", n_submit=0, style={"width": "150px"})
     year_from = dcc.Input(id=ids.YEAR_FROM, type="number", placeholder="시작 연도",
-                          className="pm-small-input", step=1)
+                          className="pm-small-input", step=1, n_submit=0)
     year_to = dcc.Input(id=ids.YEAR_TO, type="number", placeholder="끝 연도",
-                        className="pm-small-input", step=1)
+                        className="pm-small-input", step=1, n_submit=0)
     status = dcc.Dropdown(
         id=ids.REGISTER_STATUS, multi=True, className="pm-dropdown", placeholder="전체",
         options=[{"label": s, "value": s} for s in REGISTER_STATUSES],
     )
     k = dcc.Input(id=ids.K, type="number", value=DEFAULT_RESULTS, min=1, max=MAX_RESULTS,
-                  step=1, className="pm-small-input")
+                  step=1, className="pm-small-input", n_submit=0)
     mode = dcc.Dropdown(
         id=ids.MODE, value="", clearable=False, className="pm-dropdown",
         options=[{"label": name, "value": value} for value, name in MODE_NAMES.items()],

@@ -436,10 +436,9 @@ def test_form_error_keeps_results(dash_duo, search_api):
     assert "수요기술명을 입력하세요" in message.text
     assert table_column(dash_duo, "application_number") == shown
 
-    year = dash_duo.find_element(f"#{ids.YEAR_FROM}")
-    year.send_keys("1900")
     dash_duo.find_element(f"#{ids.TITLE}").send_keys(QUERY)
-    dash_duo.find_element(f"#{ids.SEARCH_BUTTON}").click()
+    year = dash_duo.find_element(f"#{ids.YEAR_FROM}")
+    year.send_keys("1900" + Keys.ENTER)
     dash_duo.wait_for_contains_text("#form-error-message", "출원연도", timeout=WAIT_S)
     assert table_column(dash_duo, "application_number") == shown
     assert dash_duo.get_logs() == []
