@@ -1,4 +1,4 @@
-"""What each callback does, as plain functions of values and an ``ApiClient``.
+"""Callback logic as plain functions of component values and an ``ApiClient``.
 
 The search store (``ids.SEARCH_STORE``) contains the outcome of the last search:
 ``{"query": "?title=...", "request": {...} | None, "reply": {...} | None,
@@ -90,7 +90,7 @@ def form_for_url(url_search: str | None, last_query: str | None) -> SearchForm |
 
 @dataclass(frozen=True)
 class SearchStep:
-    """What the search callback changes; None leaves that part of the page as it is."""
+    """Changes the search callback makes; None leaves that part of the page as it is."""
 
     outcome: SearchOutcome | None
     form: SearchForm | None

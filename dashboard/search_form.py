@@ -220,7 +220,7 @@ def form_from_inputs(
     """Build a form from raw component values (``None`` for empty inputs).
 
     Raises:
-        SearchInputError: a number input holds something that is not a whole number.
+        SearchInputError: a number input contains something that is not a whole number.
     """
     return SearchForm(
         title=title or "",

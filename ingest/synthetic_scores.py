@@ -7,10 +7,10 @@ every row has ``source`` = ``synthetic``, and the API and dashboard show that
 label. A real KPEG file (``source`` absent or ``kpeg``) replaces it through the
 ingest job.
 
-The values are invented, not estimated from anything: one latent "quality" draw
-per patent moves all four scores a little (mild correlation), PQI is log-normal
-around 1 within 0.2-2.5, the other scores lie within 40-100, and a share of the
-patents gets no row so the dashboard's "missing scores" state shows.
+The values are invented, not estimated from anything. One latent "quality" draw
+per patent moves all four scores a little, so they correlate mildly. PQI is
+log-normal around 1 within 0.2-2.5, and the other scores lie within 40-100. A
+share of the patents gets no row, so the dashboard's "missing scores" state shows.
 
 Run ``python -m ingest.synthetic_scores`` to rebuild
 ``ingest/data/synthetic-kpeg-scores.csv.gz`` from the bundled sample.
@@ -63,7 +63,7 @@ LAST_EVALUATION = dt.date(2025, 6, 30)
 
 @dataclass(frozen=True)
 class SamplePatent:
-    """What the generator needs of one patent: its number and application date."""
+    """Application number and date of one sample patent, all the generator reads."""
 
     application_number: str
     application_date: str | None
