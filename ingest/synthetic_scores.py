@@ -48,8 +48,8 @@ SOURCE = "synthetic"
 
 PQI_RANGE = (0.2, 2.5)
 SCORE_RANGE = (40.0, 100.0)
-# (centre, spread) of each 0-100 score before clipping; the centres follow the
-# ranges seen in published KPEG examples (technology high, commercial lower).
+# (centre, spread) of each 0-100 score before clipping. The numbers are invented;
+# technology sits highest and commercial value lowest, as in KPEG-style reports.
 SCORE_SHAPES = {"rights": (72.0, 9.0), "technology": (79.0, 6.0), "commercial": (60.0, 8.0)}
 # How much of each score's noise comes from the shared quality draw (0: none).
 QUALITY_WEIGHT = 0.45
