@@ -746,3 +746,29 @@ def test_chart_titles_mark_synthetic_scores():
     assert "합성" in violin_figure(synthetic, stats).layout.title.text
     assert "합성" not in bar_figure(kpeg, stats).layout.title.text
     assert "합성" not in violin_figure(kpeg, stats).layout.title.text
+
+
+def test_cli_registers_dashboard_command():
+    from patentmatch.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["dashboard", "--port", "9050", "--api-url", "http://127.0.0.1:9999", "--threads", "2"])
+    assert args.port == 9050
+    assert args.api_url == "http://127.0.0.1:9999"
+    assert args.threads == 2
+    assert callable(args.handler)
+
+
+def test_cli_rejects_zero_threads():
+    from patentmatch.cli import main
+
+    assert main(["dashboard", "--threads", "0"]) == 2
+
+
+def test_app_factory_uses_settings_api_url():
+    from dashboard.app import create_dash_app
+    from patentmatch.config import Settings
+
+    app = create_dash_app(Settings(api_host="127.0.0.1", api_port=18080))
+    assert "http://127.0.0.1:18080" in str(app.layout)
+    assert app.title == "유사 특허 탐색"
