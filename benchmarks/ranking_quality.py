@@ -8,9 +8,9 @@ come from ``benchmarks.quality.metrics`` (nDCG@10, Recall@10/100, MRR).
 How defaults are chosen (``--write-defaults`` writes them to
 ``search_api/ranking_defaults.json``):
 
-- default mode and fusion: the best mean nDCG@10 over the query sets whose
-  query is a title (the prior-art "title" variant and the free-text
-  questions), since a technology demand is a short title;
+- default mode and fusion: the best nDCG@10 averaged over the queries of the
+  sets whose query is a title (the prior-art "title" variant and the
+  free-text questions), since a technology demand is a short title;
 - description mode: the best nDCG@10 on the prior-art "title+abstract"
   variant, where the abstract plays the demand's description;
 - "no close match" threshold: the 5th percentile of the best result's
@@ -167,11 +167,15 @@ async def evaluate(args: argparse.Namespace) -> dict:
     title_labels = {s.label for s in query_sets if is_title_set(s)}
     mean_ndcg = {}
     for label, _, _ in CONFIGURATIONS:
-        values = [r["ndcg@10"] for r in rows if r["configuration"] == label and r["set"] in title_labels]
-        mean_ndcg[label] = float(np.mean(values))
+        chosen_rows = [r for r in rows if r["configuration"] == label and r["set"] in title_labels]
+        # Weighted by query count: a 3-query set must not outvote a 90-query set.
+        mean_ndcg[label] = float(np.average([r["ndcg@10"] for r in chosen_rows],
+                                            weights=[r["queries"] for r in chosen_rows]))
     chosen = max(mean_ndcg, key=mean_ndcg.get)
-    description_mean = {m: float(np.mean([r["ndcg@10"] for r in description_rows if r["description_mode"] == m]))
-                        for m in DESCRIPTION_MODES}
+    description_mean = {
+        mode: float(np.mean([r["ndcg@10"] for r in description_rows if r["description_mode"] == mode]))
+        for mode in DESCRIPTION_MODES
+    }
     chosen_description = max(description_mean, key=description_mean.get)
     flagged = None if threshold is None else float(np.mean([b < threshold for b in nonsense]))
     return {
