@@ -27,7 +27,7 @@ COPY training ./training
 COPY search_api ./search_api
 COPY dashboard ./dashboard
 COPY mappings ./mappings
-RUN pip install . waitress
+RUN pip install .
 
 RUN useradd --system --create-home --home-dir /home/patentmatch patentmatch \
     && mkdir -p /data && chown patentmatch /data
