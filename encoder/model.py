@@ -160,7 +160,7 @@ class PatentEncoder:
 
     @property
     def max_seq_length(self) -> int:
-        """Tokens per text the model sees; the rest is truncated."""
+        """Maximum tokens per text passed to the model; longer text is truncated."""
         return int(self._model.max_seq_length)
 
     @property

@@ -206,3 +206,21 @@ def test_default_model_path_under_encoder():
     path = default_model_path()
     assert path.parent.name == "models"
     assert path.parent.parent.name == "encoder"
+
+
+def test_shipped_model_loads_and_encodes():
+    from encoder import DEFAULT_MODEL_NAME
+
+    assert (default_model_path() / "model.safetensors").is_file()
+    encoder = load_encoder(None, Settings(device="cpu"))
+    vectors = encoder.encode(["반도체 웨이퍼 세정 장치", "딥러닝을 활용한 영상 인식", ""])
+    assert encoder.name == DEFAULT_MODEL_NAME
+    assert vectors.shape == (3, encoder.dimension)
+    np.testing.assert_allclose(np.linalg.norm(vectors[:2], axis=1), 1.0, atol=1e-5)
+    assert not vectors[2].any()
+
+
+def test_shipped_model_is_small():
+    files = [path for path in default_model_path().rglob("*") if path.is_file()]
+    total_mb = sum(path.stat().st_size for path in files) / 2**20
+    assert total_mb < 60

@@ -133,7 +133,7 @@ def mask_batch(
     """Pad a batch and mask it; returns ``input_ids``, ``attention_mask`` and ``labels``.
 
     Every text gets at least one masked token when it has any non-special token.
-    ``labels`` holds the original id at masked positions and -100 elsewhere.
+    ``labels`` contains the original id at masked positions and -100 elsewhere.
     """
     if not 0 < mlm_probability < 1:
         raise ValueError(f"mlm_probability must be in (0, 1), found {mlm_probability!r}")

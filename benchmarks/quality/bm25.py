@@ -1,6 +1,6 @@
 """BM25 baselines: Elasticsearch on the Korean-analysed fields, and rank_bm25 in memory.
 
-Both see the same Kiwi morphemes (:func:`ingest.korean.analyze`): the index holds
+Both see the same Kiwi morphemes (:func:`ingest.korean.analyze`): the index stores
 them in the whitespace-analysed ``title_terms`` and ``abstract_terms`` fields,
 and each query is analysed the same way before it is sent.
 """

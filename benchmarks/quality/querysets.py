@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 PRIOR_ART = "prior-art"
 QUESTIONS = "questions"
-# How a prior-art query patent becomes query text.
+# Query text variants of a prior-art query patent.
 PRIOR_ART_VARIANTS = ("title+abstract", "title")
 
 
