@@ -11,6 +11,9 @@ search on screen.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,43 +153,76 @@ def checked_patents(results: list[Result], selected_ids: list[str] | None) -> li
     return [by_number[number] for number in selected_ids or [] if number in by_number]
 
 
-def load_category_stats(
-    client: ApiClient,
-    categories: list[str],
-    cache: dict[str, Any] | None,
-) -> tuple[dict[str, Any], list[str]]:
-    """Fetch the score statistics of the categories not cached yet.
+class ScoreStatsCache:
+    """Score statistics per 6T category, fetched from the API once per ``ttl_s``.
 
-    Returns:
-        The updated cache (6T -> the API's stats reply, JSON-ready) and one
-        user message per category that could not be loaded. A failed category
-        is not cached, so the next change of selection tries again.
+    One cache serves every user of a dashboard process, so checking patents does
+    not send the statistics back and forth with the browser. The statistics only
+    change when patents or scores are ingested, so a few minutes of delay is
+    harmless. A category that failed to load is not cached.
+
+    Args:
+        client: the API client.
+        ttl_s: seconds a category's statistics are kept, default 300.
+        clock: monotonic time source, replaceable in tests.
     """
-    cache = dict(cache or {})
-    problems = []
-    for six_t in sorted(set(categories)):
-        if six_t in cache:
-            continue
-        try:
-            reply = client.score_stats(six_t)
-            parse_category_stats(reply)
-        except ApiUnavailable as exc:
-            problems.append(unavailable_message(exc))
-            break
-        except ApiError as exc:
-            problems.append(f"{six_t} 분류의 점수 분포를 읽지 못했습니다: {api_error_message(exc)}")
-            continue
-        except StatsFormatError as exc:
-            logger.warning("invalid stats reply for %s: %s", six_t, exc)
-            problems.append(f"{six_t} 분류의 점수 분포 형식이 올바르지 않습니다: {exc}")
-            continue
-        cache[six_t] = reply
-    return cache, problems
 
+    def __init__(self, client: ApiClient, ttl_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if ttl_s < 0:
+            raise ValueError(f"ttl_s must not be negative, found {ttl_s!r}")
+        self.client = client
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[float, CategoryStats]] = {}
+        self._lock = threading.Lock()
+        self._fetch_locks: dict[str, threading.Lock] = {}
 
-def parsed_stats(cache: dict[str, Any] | None) -> dict[str, CategoryStats]:
-    """Return the cached statistics as ``CategoryStats`` keyed by 6T category."""
-    return {six_t: parse_category_stats(reply) for six_t, reply in (cache or {}).items()}
+    def get(self, categories: list[str]) -> tuple[dict[str, CategoryStats], list[str]]:
+        """Return the statistics of ``categories`` and one user message per failure.
+
+        Two callbacks that ask for the same missing category at once cause one
+        request: the second waits for the first.
+        """
+        found: dict[str, CategoryStats] = {}
+        problems: list[str] = []
+        for six_t in sorted(set(categories)):
+            try:
+                stats = self._fresh(six_t) or self._fetch_once(six_t)
+            except ApiUnavailable as exc:
+                # The other categories would fail the same way.
+                problems.append(unavailable_message(exc))
+                break
+            except ApiError as exc:
+                problems.append(f"{six_t} 분류의 점수 분포를 읽지 못했습니다: "
+                                f"{api_error_message(exc)}")
+                continue
+            except StatsFormatError as exc:
+                logger.warning("invalid stats reply for %s: %s", six_t, exc)
+                problems.append(f"{six_t} 분류의 점수 분포 형식이 올바르지 않습니다: {exc}")
+                continue
+            found[six_t] = stats
+        return found, problems
+
+    def _fresh(self, six_t: str) -> CategoryStats | None:
+        with self._lock:
+            entry = self._entries.get(six_t)
+        if entry is None or self._clock() - entry[0] > self.ttl_s:
+            return None
+        return entry[1]
+
+    def _fetch_lock(self, six_t: str) -> threading.Lock:
+        with self._lock:
+            return self._fetch_locks.setdefault(six_t, threading.Lock())
+
+    def _fetch_once(self, six_t: str) -> CategoryStats:
+        with self._fetch_lock(six_t):
+            stats = self._fresh(six_t)
+            if stats is None:
+                stats = parse_category_stats(self.client.score_stats(six_t))
+                with self._lock:
+                    self._entries[six_t] = (self._clock(), stats)
+            return stats
 
 
 def patent_document(client: ApiClient, application_number: str) -> tuple[dict[str, Any] | None, str | None]:

@@ -15,7 +15,13 @@ from dashboard import actions, ids
 from dashboard.api_client import ApiClient
 from dashboard.charts import bar_figure, hovered_patent, violin_figure
 from dashboard.layout import detail_panel, error_element, notice_elements
-from dashboard.results import export_csv, find_result, result_notices, result_rows
+from dashboard.results import (
+    category_of,
+    export_csv,
+    find_result,
+    result_notices,
+    result_rows,
+)
 from dashboard.search_form import SearchForm
 
 logger = logging.getLogger(__name__)
@@ -47,6 +53,7 @@ def _status_line(outcome: actions.SearchOutcome) -> Any:
 
 def register_callbacks(app: Dash, client: ApiClient) -> None:
     """Attach every callback of the search page to ``app``."""
+    stats_cache = actions.ScoreStatsCache(client)
 
     @app.callback(
         Output(ids.SEARCH_STORE, "data"),
@@ -120,22 +127,16 @@ def register_callbacks(app: Dash, client: ApiClient) -> None:
     @app.callback(
         Output(ids.BAR_CHART, "figure"),
         Output(ids.CHART_STORE, "data"),
-        Output(ids.STATS_STORE, "data"),
         Output(ids.CHART_MESSAGE, "children"),
         Input(ids.RESULTS_TABLE, "selected_row_ids"),
         State(ids.SEARCH_STORE, "data"),
-        State(ids.STATS_STORE, "data"),
         prevent_initial_call=True,
     )
-    def compare_checked(selected_ids, outcome, stats_cache):
+    def compare_checked(selected_ids, outcome):
         patents = actions.checked_patents(actions.search_results(outcome), selected_ids)
-        categories = [str(p.get("six_t") or "unclassified") for p in patents]
-        stats_cache, problems = actions.load_category_stats(client, categories, stats_cache)
-        stats = actions.parsed_stats(stats_cache)
-        chart_data = {"patents": patents,
-                      "stats": {c: stats_cache[c] for c in set(categories) if c in stats_cache}}
+        stats, problems = stats_cache.get([category_of(p) for p in patents])
         message = [error_element(p, f"chart-problem-{i}") for i, p in enumerate(problems)]
-        return bar_figure(patents, stats), chart_data, stats_cache, message
+        return bar_figure(patents, stats), {"patents": patents}, message
 
     @app.callback(
         Output(ids.VIOLIN_CHART, "figure"),
@@ -144,9 +145,9 @@ def register_callbacks(app: Dash, client: ApiClient) -> None:
         prevent_initial_call=True,
     )
     def show_distributions(chart_data, hover_data):
-        chart_data = chart_data or {}
-        stats = actions.parsed_stats(chart_data.get("stats"))
-        return violin_figure(chart_data.get("patents") or [], stats, hovered_patent(hover_data))
+        patents = (chart_data or {}).get("patents") or []
+        stats, _problems = stats_cache.get([category_of(p) for p in patents])
+        return violin_figure(patents, stats, hovered_patent(hover_data))
 
     @app.callback(
         Output(ids.EXPORT_DOWNLOAD, "data"),

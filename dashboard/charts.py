@@ -26,6 +26,7 @@ from dashboard.results import (
     SCORE_LABELS,
     SYNTHETIC_SOURCE,
     Result,
+    category_of,
     score_source,
     score_value,
 )
@@ -253,7 +254,7 @@ def bar_figure(patents: list[Result], stats: dict[str, CategoryStats]) -> go.Fig
     figure = go.Figure()
     labels = [SCORE_LABELS[key] for key in SCORE_KEYS]
     for index, patent in enumerate(patents):
-        six_t = str(patent.get("six_t") or "unclassified")
+        six_t = category_of(patent)
         category = stats.get(six_t)
         values = scaled_scores(patent, category)
         customdata, hover, ys = [], [], []
@@ -313,7 +314,7 @@ def violin_figure(
     and one marker per patent at its raw value. The patent named by ``highlight``
     (an application number) gets a large red marker with its number as a label.
     """
-    categories = sorted({str(p.get("six_t") or "unclassified") for p in patents})
+    categories = sorted({category_of(p) for p in patents})
     usable = [c for c in categories if c in stats and stats[c].count > 0]
     if not patents:
         return empty_figure("선택한 특허가 없습니다.")
@@ -352,7 +353,7 @@ def _add_patent_markers(
     categories: set[str],
 ) -> None:
     for index, patent in enumerate(patents):
-        six_t = str(patent.get("six_t") or "unclassified")
+        six_t = category_of(patent)
         value = score_value(patent, key)
         if value is None or six_t not in categories:
             continue

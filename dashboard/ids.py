@@ -20,7 +20,6 @@ SEARCH_BUTTON = "search-button"
 FORM_ERROR = "search-form-error"
 
 SEARCH_STORE = "search-store"
-STATS_STORE = "stats-store"
 
 SEARCH_STATUS = "search-status"
 NOTICES = "result-notices"

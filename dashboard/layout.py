@@ -201,7 +201,6 @@ def build_layout(api_url: str) -> html.Div:
     return html.Div([
         dcc.Location(id=ids.URL, refresh=False),
         dcc.Store(id=ids.SEARCH_STORE),
-        dcc.Store(id=ids.STATS_STORE, data={}),
         dcc.Store(id=ids.CHART_STORE),
         html.Header(className="pm-header", children=[
             html.H1("유사 특허 탐색"),

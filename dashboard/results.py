@@ -69,6 +69,11 @@ def score_source(result: Result) -> str | None:
     return str(source) if source else None
 
 
+def category_of(result: Result) -> str:
+    """Return a result's 6T category, ``unclassified`` when it has none."""
+    return str(result.get("six_t") or "unclassified")
+
+
 def score_value(result: Result, key: str) -> float | None:
     """Return one evaluation score of a result, or None when the patent has none."""
     scores = result.get("scores")

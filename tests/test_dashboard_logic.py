@@ -612,29 +612,79 @@ def test_checked_patents_in_checking_order():
     assert actions.checked_patents(results, None) == []
 
 
-def test_load_category_stats_caches_and_reports(canned_api):
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_stats_cache_fetches_once_per_ttl(canned_api):
     url, handler = canned_api
     handler.routes["/v1/stats/scores"] = (200, json.dumps(stats_reply("IT")).encode())
-    client = ApiClient(url)
-    cache, problems = actions.load_category_stats(client, ["IT", "IT"], {})
+    clock = FakeClock()
+    cache = actions.ScoreStatsCache(ApiClient(url), ttl_s=60, clock=clock)
+    stats, problems = cache.get(["IT", "IT"])
     assert problems == []
-    assert set(cache) == {"IT"}
-    calls = len(handler.requests)
-    cache, problems = actions.load_category_stats(client, ["IT"], cache)
-    assert len(handler.requests) == calls
+    assert stats["IT"].scores["rights"].minimum == 40.0
+    assert len(handler.requests) == 1
 
+    clock.now += 59
+    cache.get(["IT"])
+    assert len(handler.requests) == 1
+    clock.now += 2
+    cache.get(["IT"])
+    assert len(handler.requests) == 2
+
+
+def test_stats_cache_concurrent_gets_fetch_once(canned_api):
+    url, handler = canned_api
+    handler.routes["/v1/stats/scores"] = (200, json.dumps(stats_reply("IT")).encode())
+    cache = actions.ScoreStatsCache(ApiClient(url))
+    threads = [threading.Thread(target=cache.get, args=(["IT"],)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(handler.requests) == 1
+
+
+def test_stats_cache_reports_bad_reply_uncached(canned_api):
+    url, handler = canned_api
     handler.routes["/v1/stats/scores"] = (200, b'{"six_t": "BT", "scores": {}}')
-    cache, problems = actions.load_category_stats(client, ["BT"], cache)
-    assert "BT" not in cache
+    cache = actions.ScoreStatsCache(ApiClient(url))
+    stats, problems = cache.get(["BT"])
+    assert stats == {}
     assert "형식이 올바르지 않습니다" in problems[0]
 
+    handler.routes["/v1/stats/scores"] = (200, json.dumps(stats_reply("BT")).encode())
+    stats, problems = cache.get(["BT"])
+    assert problems == []
+    assert set(stats) == {"BT"}
 
-def test_load_category_stats_api_down():
-    cache, problems = actions.load_category_stats(
-        ApiClient(closed_port_url(), timeout_s=5), ["IT", "BT"], {"CT": {}})
-    assert cache == {"CT": {}}
+
+def test_stats_cache_error_status(canned_api):
+    url, handler = canned_api
+    handler.routes["/v1/stats/scores"] = (400, json.dumps(
+        {"error": {"status": 400, "message": "unknown six_t", "field": "six_t"}}).encode())
+    stats, problems = actions.ScoreStatsCache(ApiClient(url)).get(["XX", "YY"])
+    assert stats == {}
+    assert len(problems) == 2
+    assert "XX" in problems[0]
+
+
+def test_stats_cache_api_down_stops_early():
+    cache = actions.ScoreStatsCache(ApiClient(closed_port_url(), timeout_s=5))
+    stats, problems = cache.get(["IT", "BT"])
+    assert stats == {}
     assert len(problems) == 1
     assert "연결할 수 없습니다" in problems[0]
+
+
+def test_stats_cache_rejects_negative_ttl():
+    with pytest.raises(ValueError, match="ttl_s"):
+        actions.ScoreStatsCache(ApiClient("http://127.0.0.1:1"), ttl_s=-1)
 
 
 def test_patent_document_not_found(canned_api):
