@@ -15,9 +15,10 @@ How defaults are chosen (``--write-defaults`` writes them to
   the one with the best nDCG@10 over all queries wins;
 - description mode: the best nDCG@10 on the prior-art "title+abstract"
   variant, where the abstract plays the demand's description;
-- "no close match" threshold: the 5th percentile of the best result's
-  two-stage similarity over title queries whose relevant patent is in the top
-  10. So 95% of dev queries that have a close match are not flagged. No set
+- "no close match" threshold: the 5th percentile of the best two-stage
+  similarity among the candidates, over the title queries for which the
+  chosen configuration ranks a relevant patent in the top 10. So 95% of dev
+  queries that have a close match are not flagged. No set
   of demands without any match exists, so the threshold is fitted on
   positives only; the record also reports the share of shuffled-character
   nonsense queries it flags.
@@ -96,13 +97,10 @@ async def run_set(service: SearchService, query_set: QuerySet, mode: str,
     for query in query_set.queries:
         title = query.title or query.text
         description = query.abstract if with_description and query.abstract else None
-        ranked = await service.rank(SearchRequest(title=title, description=description,
-                                                  k=DEPTH + len(query.exclude), mode=mode))
-        ranked = [r for r in ranked if r.application_number not in query.exclude][:DEPTH]
+        ranked, best_similarity = await service.rank_with_best(
+            SearchRequest(title=title, description=description, k=DEPTH, mode=mode), exclude=query.exclude)
         rankings[query.query_id] = [r.application_number for r in ranked]
-        similarities = [(r.abstract_similarity + r.title_similarity) / 2 for r in ranked
-                        if r.abstract_similarity is not None]
-        best[query.query_id] = max(similarities, default=float("-inf"))
+        best[query.query_id] = best_similarity
     return rankings, best
 
 
@@ -127,7 +125,9 @@ async def evaluate(args: argparse.Namespace) -> dict:
     es = AsyncElasticsearch(es_url(settings), request_timeout=120)
     base = RankingConfig()
     rows = []
-    best_by_set: dict[str, dict[str, float]] = {}
+    # configuration -> best two-stage similarity of each title query whose
+    # relevant patent that configuration ranked in the top 10
+    positives_by_config: dict[str, list[float]] = {}
     try:
         for label, mode, overrides in CONFIGURATIONS:
             service = SearchService(es, settings.index_alias, store, encoder, analyze,
@@ -139,10 +139,10 @@ async def evaluate(args: argparse.Namespace) -> dict:
                 metrics = evaluate_rankings(rankings, {q.query_id: q.relevant for q in query_set.queries})
                 rows.append({"configuration": label, "mode": mode, **overrides, "set": query_set.label,
                              "seconds": time.perf_counter() - started, **metrics})
-                if label == "two_stage":
-                    best_by_set[query_set.label] = {
-                        q.query_id: best[q.query_id] for q in query_set.queries
-                        if set(rankings[q.query_id][:10]) & q.relevant}
+                if is_title_set(query_set):
+                    positives_by_config.setdefault(label, []).extend(
+                        best[q.query_id] for q in query_set.queries
+                        if set(rankings[q.query_id][:10]) & q.relevant)
                 logger.info("%-22s %-32s nDCG@10 %.3f R@100 %.3f", label, query_set.label,
                             metrics["ndcg@10"], metrics["recall@100"])
 
@@ -159,9 +159,6 @@ async def evaluate(args: argparse.Namespace) -> dict:
                 logger.info("description %-10s %-32s nDCG@10 %.3f", description_mode, query_set.label,
                             metrics["ndcg@10"])
 
-        positives = [v for label, values in best_by_set.items()
-                     if label in {s.label for s in query_sets if is_title_set(s)} for v in values.values()]
-        threshold = float(np.percentile(positives, 5)) if positives else None
         nonsense = await nonsense_best(SearchService(es, settings.index_alias, store, encoder, analyze, base),
                                        [q.title or q.text for s in query_sets if is_title_set(s) for q in s.queries])
     finally:
@@ -189,6 +186,8 @@ async def evaluate(args: argparse.Namespace) -> dict:
         for mode in DESCRIPTION_MODES
     }
     chosen_description = max(description_mean, key=description_mean.get)
+    positives = positives_by_config.get(chosen, [])
+    threshold = float(np.percentile(positives, 5)) if positives else None
     flagged = None if threshold is None else float(np.mean([b < threshold for b in nonsense]))
     return {
         "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint},
@@ -207,8 +206,9 @@ async def nonsense_best(service: SearchService, titles: list[str], seed: int = 0
     for title in titles:
         characters = list(title.replace(" ", ""))
         rng.shuffle(characters)
-        ranked = await service.rank(SearchRequest(title="".join(characters), k=10, mode="two_stage"))
-        best.append(max(((r.abstract_similarity + r.title_similarity) / 2 for r in ranked), default=-1.0))
+        _, best_similarity = await service.rank_with_best(
+            SearchRequest(title="".join(characters), k=10, mode="two_stage"))
+        best.append(best_similarity)
     return best
 
 

@@ -310,14 +310,20 @@ def rank_hybrid(store: VectorStore, vectors: DemandVectors, bm25_hits: Sequence[
     ]
 
 
-def no_close_match(results: Sequence[Ranked], threshold: float) -> bool:
-    """True when no result's two-stage similarity (mean of both cosines) reaches ``threshold``.
+def best_similarity(results: Sequence[Ranked]) -> float:
+    """Return the best two-stage similarity (mean of both cosines) among ``results``.
 
-    The flag uses the similarities, not the mode's score, because fused and
-    BM25 scores are relative to one query and have no absolute meaning.
+    Fused and BM25 scores are relative to one query and have no absolute
+    meaning, so the "no close match" decision uses the similarities instead.
+    Returns -inf when no result has both similarities.
     """
     best = -math.inf
     for item in results:
         if item.abstract_similarity is not None and item.title_similarity is not None:
             best = max(best, (item.abstract_similarity + item.title_similarity) / 2.0)
-    return best < threshold
+    return best
+
+
+def no_close_match(results: Sequence[Ranked], threshold: float) -> bool:
+    """True when no result's two-stage similarity reaches ``threshold``."""
+    return best_similarity(results) < threshold

@@ -207,30 +207,57 @@ class SearchService:
 
     async def rank(self, request: SearchRequest) -> list[Ranked]:
         """Rank patents for ``request``; the mode picks the method."""
+        results, _ = await self.rank_with_best(request)
+        return results
+
+    async def rank_with_best(self, request: SearchRequest,
+                             exclude: frozenset[str] = frozenset()) -> tuple[list[Ranked], float]:
+        """Rank patents and return the best two-stage similarity among the candidates.
+
+        Patents in ``exclude`` (application numbers) are dropped from every
+        stage, as if they were not indexed.
+
+        That similarity (mean of abstract and title cosine) decides
+        ``no_close_match``. It is taken over the dense candidates in the
+        vector modes, whichever patents the mode returns, and over the
+        returned patents in BM25 mode. So it means the same in every mode
+        and matches how ``benchmarks/ranking_quality.py`` calibrates the threshold.
+        """
         config = self.config
         mode = request.mode
         if mode == "bm25":
-            hits = await self.bm25(request.title, request.description, request.filters, request.k)
-            results = [Ranked(-1, number, score, bm25_score=score) for number, score in hits]
+            hits = await self.bm25(request.title, request.description, request.filters,
+                                   request.k + len(exclude))
+            results = [Ranked(-1, number, score, bm25_score=score) for number, score in hits
+                       if number not in exclude][:request.k]
             if self.store is not None and self.encoder is not None:
                 vectors = await self._run(self._encode_demand, request.title, request.description)
                 self._add_similarities(results, vectors)
-            return results
+            return results, ranking.best_similarity(results)
 
         self._require_vectors(mode)
         vectors = await self._run(self._encode_demand, request.title, request.description)
         n = config.n_candidates if mode in ("two_stage", "hybrid") else request.k
-        candidates = await self.dense_candidates(vectors, n, request.filters)
+        candidates = await self.dense_candidates(vectors, n + len(exclude), request.filters)
+        if exclude:
+            candidates = np.asarray([r for r in candidates if self.store.application_numbers[r] not in exclude],
+                                    dtype=np.int64)[:n]
+        _, _, final = await self._run(ranking.two_stage_scores, self.store, vectors, candidates)
+        best = float(final.max()) if len(final) else float("-inf")
         if mode == "dense":
-            return await self._run(lambda: ranking.rank_dense(self.store, vectors, request.k,
-                                                              candidates=candidates))
-        if mode == "two_stage":
-            return await self._run(lambda: ranking.rank_two_stage(self.store, vectors, request.k,
-                                                                  candidates=candidates))
-        hits = await self.bm25(request.title, request.description, request.filters, config.bm25_size)
-        return await self._run(lambda: ranking.rank_hybrid(
-            self.store, vectors, hits, request.k, fusion=config.fusion,
-            bm25_weight=config.bm25_weight, dense_candidates=candidates))
+            results = await self._run(lambda: ranking.rank_dense(self.store, vectors, request.k,
+                                                                 candidates=candidates))
+        elif mode == "two_stage":
+            results = await self._run(lambda: ranking.rank_two_stage(self.store, vectors, request.k,
+                                                                     candidates=candidates))
+        else:
+            hits = await self.bm25(request.title, request.description, request.filters,
+                                   config.bm25_size + len(exclude))
+            hits = [hit for hit in hits if hit[0] not in exclude][:config.bm25_size]
+            results = await self._run(lambda: ranking.rank_hybrid(
+                self.store, vectors, hits, request.k, fusion=config.fusion,
+                bm25_weight=config.bm25_weight, dense_candidates=candidates))
+        return results, max(best, ranking.best_similarity(results))
 
     def _add_similarities(self, results: list[Ranked], vectors: DemandVectors) -> None:
         for item in results:
@@ -245,7 +272,7 @@ class SearchService:
     async def search(self, request: SearchRequest) -> dict[str, Any]:
         """Run a search and return the JSON reply of ``POST /v1/search``."""
         started = time.perf_counter()
-        ranked = await self.rank(request)
+        ranked, best = await self.rank_with_best(request)
         documents = await self.fetch_documents([item.application_number for item in ranked])
         results = []
         for rank, item in enumerate(ranked, start=1):
@@ -261,7 +288,7 @@ class SearchService:
             "query": {"title": request.title, "description": request.description, "k": request.k,
                       "filters": filters_json(request.filters)},
             "mode": request.mode,
-            "no_close_match": ranking.no_close_match(ranked, self.config.threshold),
+            "no_close_match": best < self.config.threshold,
             "threshold": self.config.threshold,
             "took_ms": round((time.perf_counter() - started) * 1000.0, 2),
             "results": results,

@@ -222,3 +222,25 @@ async def test_description_changes_abstract_query(service, encoder):
     vectors = service._encode_demand("영상 인식", "카메라 객체 검출 신경망")
     assert np.allclose(vectors.title_query, encoder.encode_query("영상 인식"))
     assert np.allclose(vectors.abstract_query, encoder.encode_query("영상 인식. 카메라 객체 검출 신경망"))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["two_stage", "hybrid", "dense", "bm25"])
+async def test_rank_with_best_excludes_patents(service, mode):
+    request = SearchRequest(title="딥러닝 영상 인식", k=5, mode=mode)
+    first, _ = await service.rank_with_best(request)
+    excluded = frozenset({first[0].application_number})
+    again, best = await service.rank_with_best(request, exclude=excluded)
+    assert first[0].application_number not in [r.application_number for r in again]
+    assert len(again) == 5
+    assert best >= ranking.best_similarity(again)
+
+
+@pytest.mark.asyncio
+async def test_best_similarity_covers_all_candidates(service, encoder):
+    request = SearchRequest(title="딥러닝 영상 인식", k=1, mode="hybrid")
+    _, best = await service.rank_with_best(request)
+    store = service.store
+    query = encoder.encode_query("딥러닝 영상 인식")
+    rows = store.search_abstracts(query, 30)[0]
+    assert best == pytest.approx(float(np.max((store.abstracts[rows] @ query + store.titles[rows] @ query) / 2)))
