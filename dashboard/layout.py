@@ -46,7 +46,8 @@ TABLE_COLUMNS = [
     {"name": "권리성", "id": "rights", "type": "numeric", "format": _score_format(1)},
     {"name": "기술성", "id": "technology", "type": "numeric", "format": _score_format(1)},
     {"name": "상업성", "id": "commercial", "type": "numeric", "format": _score_format(1)},
-    {"name": "유사도", "id": "score", "type": "numeric", "format": _score_format(3)},
+    {"name": "유사도", "id": "similarity", "type": "numeric", "format": _score_format(3)},
+    {"name": "순위 점수", "id": "score", "type": "numeric", "format": _score_format(3)},
     {"name": "6T", "id": "six_t"},
     {"name": "링크", "id": "kipris", "presentation": "markdown"},
 ]
@@ -139,6 +140,7 @@ def results_table() -> dash_table.DataTable:
             {"if": {"column_id": "title"}, "minWidth": "280px", "width": "38%"},
             {"if": {"column_id": "application_number"}, "width": "130px"},
             {"if": {"column_type": "numeric"}, "textAlign": "right", "width": "80px"},
+            {"if": {"column_id": "score"}, "minWidth": "90px"},
         ],
         style_header={"fontWeight": "600", "backgroundColor": "#eef2f6",
                       "whiteSpace": "normal"},

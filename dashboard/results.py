@@ -40,7 +40,8 @@ EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("commercial", "상업성 평가지수"),
     ("grade", "평가 등급"),
     ("score_source", "평가 점수 출처"),
-    ("score", "유사도"),
+    ("similarity", "유사도 (초록·제목 평균)"),
+    ("score", "순위 점수"),
     ("abstract_similarity", "초록 유사도"),
     ("title_similarity", "제목 유사도"),
     ("six_t", "6T 분류"),
@@ -67,6 +68,20 @@ def score_source(result: Result) -> str | None:
     if not source and isinstance(result.get("scores"), dict):
         source = result["scores"].get("source")
     return str(source) if source else None
+
+
+def two_stage_similarity(result: Result) -> float | None:
+    """Return the mean of the abstract and title cosine similarities, or None.
+
+    This is the similarity the API's "no close match" flag compares with its
+    threshold. It means the same in every mode, unlike ``score``, which is a BM25
+    or fused value in the ``bm25`` and ``hybrid`` modes.
+    """
+    abstract = _number(result.get("abstract_similarity"))
+    title = _number(result.get("title_similarity"))
+    if abstract is None or title is None:
+        return None
+    return (abstract + title) / 2.0
 
 
 def category_of(result: Result) -> str:
@@ -112,6 +127,7 @@ def result_rows(results: list[Result]) -> list[Row]:
             "rank": result.get("rank"),
             "application_number": number,
             "title": result.get("title") or "",
+            "similarity": two_stage_similarity(result),
             "score": _number(result.get("score")),
             "six_t": result.get("six_t") or "",
             "score_source": score_source(result) or "",
@@ -144,11 +160,12 @@ def result_notices(reply: dict[str, Any]) -> list[Notice]:
     results = reply.get("results") or []
     notices: list[Notice] = []
     if reply.get("no_close_match") and results:
-        best = max((_number(r.get("score")) or 0.0 for r in results), default=None)
+        similarities = [s for s in map(two_stage_similarity, results) if s is not None]
         threshold = _number(reply.get("threshold"))
         detail = ""
-        if best is not None and threshold is not None:
-            detail = f" 가장 높은 유사도 {best:.3f}가 기준 {threshold:.3f}보다 낮습니다."
+        if similarities and threshold is not None:
+            detail = (f" 가장 높은 유사도(초록·제목 평균) {max(similarities):.3f}가 "
+                      f"기준 {threshold:.3f}보다 낮습니다.")
         notices.append(Notice(
             "warning",
             "수요기술과 가까운 특허를 찾지 못했습니다." + detail
@@ -205,7 +222,7 @@ def detail_fields(result: Result, document: dict[str, Any] | None = None) -> lis
             return ", ".join(str(v) for v in value)
         return str(value)
 
-    def similarity(value: Any) -> str:
+    def three_decimals(value: Any) -> str:
         number = _number(value)
         return MISSING_TEXT if number is None else f"{number:.3f}"
 
@@ -218,9 +235,10 @@ def detail_fields(result: Result, document: dict[str, Any] | None = None) -> lis
         ("공개일", text(merged.get("open_date"))),
         ("등록일", text(merged.get("register_date"))),
         ("권리 상태", text(merged.get("register_status"))),
-        ("유사도", similarity(merged.get("score"))),
-        ("초록 유사도", similarity(merged.get("abstract_similarity"))),
-        ("제목 유사도", similarity(merged.get("title_similarity"))),
+        ("유사도 (초록·제목 평균)", three_decimals(two_stage_similarity(merged))),
+        ("순위 점수", three_decimals(merged.get("score"))),
+        ("초록 유사도", three_decimals(merged.get("abstract_similarity"))),
+        ("제목 유사도", three_decimals(merged.get("title_similarity"))),
     ]
     for key in SCORE_KEYS:
         value = score_value(merged, key)
@@ -253,6 +271,7 @@ def export_csv(results: list[Result]) -> bytes:
         row = dict(result)
         for key in SCORE_KEYS:
             row[key] = score_value(result, key)
+        row["similarity"] = two_stage_similarity(result)
         scores = result.get("scores") if isinstance(result.get("scores"), dict) else {}
         row["grade"] = scores.get("grade")
         row["score_source"] = score_source(result)

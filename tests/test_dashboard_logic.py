@@ -214,6 +214,8 @@ def test_rows_keep_missing_scores_as_none():
     assert rows[1]["pqi"] == 1.2
     assert rows[1]["score_source"] == "synthetic"
     assert rows[1]["kipris"] == "[KIPRIS](https://doi.org/10.8080/1020160017501)"
+    assert rows[1]["similarity"] == pytest.approx(0.75)
+    assert rows[1]["score"] == 0.75
 
 
 def test_rows_partial_scores_and_zero():
@@ -239,12 +241,15 @@ def test_kipris_url_safety(url, expected):
 
 def test_notices_no_close_match_and_synthetic():
     reply = {"no_close_match": True, "threshold": 0.55, "results": [
-        make_result("1020180173848", scores=SYNTHETIC, score=0.41),
-        make_result("1020160017501", scores=None, score=0.38),
+        make_result("1020180173848", scores=SYNTHETIC, score=47.5,
+                    abstract_similarity=0.42, title_similarity=0.40),
+        make_result("1020160017501", scores=None, score=45.0,
+                    abstract_similarity=0.30, title_similarity=None),
     ]}
     notices = {n.notice_id: n for n in result_notices(reply)}
     assert set(notices) == {"no-close-match", "synthetic-scores", "missing-scores"}
     assert "0.410" in notices["no-close-match"].text
+    assert "47.5" not in notices["no-close-match"].text
     assert "0.550" in notices["no-close-match"].text
     assert "1건" in notices["synthetic-scores"].text
     assert "1건" in notices["missing-scores"].text
@@ -285,6 +290,8 @@ def test_export_csv_has_bom_and_korean():
     assert first["PQI 지수"] == "1.2"
     assert first["평가 점수 출처"] == "synthetic"
     assert first["IPC"] == "G06N 3/08; G06T 7/00"
+    assert first["유사도 (초록·제목 평균)"] == "0.75"
+    assert first["순위 점수"] == "0.75"
     assert second["PQI 지수"] == ""
     assert second["권리성 평가지수"] == ""
     assert second["특허명"].startswith("'=HYPERLINK")
@@ -300,6 +307,8 @@ def test_detail_fields_merge_document_dates():
     assert fields["출원일"] == "2019-03-04"
     assert fields["초록 유사도"] == "0.800"
     assert fields["제목 유사도"] == "0.700"
+    assert fields["유사도 (초록·제목 평균)"] == "0.750"
+    assert fields["순위 점수"] == "0.750"
     assert fields["PQI 지수"] == MISSING_TEXT
     assert fields["IPC"] == "G06N 3/08, G06T 7/00"
 
@@ -822,3 +831,12 @@ def test_app_factory_uses_settings_api_url():
     app = create_dash_app(Settings(api_host="127.0.0.1", api_port=18080))
     assert "http://127.0.0.1:18080" in str(app.layout)
     assert app.title == "유사 특허 탐색"
+
+
+def test_two_stage_similarity_needs_both():
+    from dashboard.results import two_stage_similarity
+
+    assert two_stage_similarity({"abstract_similarity": 0.6, "title_similarity": 0.2}) == \
+        pytest.approx(0.4)
+    assert two_stage_similarity({"abstract_similarity": 0.6, "title_similarity": None}) is None
+    assert two_stage_similarity({}) is None
