@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         alias=args.alias, use_es=not args.no_es, use_rank_bm25=not args.no_rank_bm25,
         candidates=args.candidates, depth=args.depth, batch_size=args.batch_size,
         max_seq_length=args.max_seq_length, rrf_k=args.rrf_k, bm25_weight=args.bm25_weight,
-        command="python -m benchmarks.quality " + " ".join(argv if argv is not None
-                                                           else sys.argv[1:]),
+        command=" ".join(["python -m benchmarks.quality",
+                          *(argv if argv is not None else sys.argv[1:])]),
     )
     report = run_harness(config)
     write_json(report, args.output_json)

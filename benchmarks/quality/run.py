@@ -43,6 +43,9 @@ from benchmarks.quality.querysets import PRIOR_ART, QuerySet, load_query_sets
 logger = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ("ndcg@10", "recall@10", "recall@100", "mrr")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DENSE_METHODS = ("dense-abstract", "dense-title", "two-stage", "two-stage-split")
+BM25_METHODS = ("bm25-es", "bm25-rank_bm25")
 
 
 @dataclass
@@ -118,7 +121,7 @@ def run_harness(config: HarnessConfig) -> dict[str, Any]:
         "command": config.command,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                    f"{_cpu_count()} cores, device {encoder.device}",
-        "corpus": {"path": str(config.corpus), "patents": len(patents)},
+        "corpus": {"path": display_path(config.corpus), "patents": len(patents)},
         "model": {"name": encoder.name, "fingerprint": encoder.fingerprint,
                   "dimension": encoder.dimension, "max_seq_length": encoder.max_seq_length,
                   "encode_seconds": round(encode_seconds, 1)},
@@ -127,7 +130,7 @@ def run_harness(config: HarnessConfig) -> dict[str, Any]:
         "settings": {"candidates": config.candidates, "depth": config.depth,
                      "rrf_k": config.rrf_k, "bm25_weight": config.bm25_weight},
         "query_sets": {query_set.label: {
-            "source": query_set.source, "kind": query_set.kind, "variant": query_set.variant,
+            "source": display_path(query_set.source), "kind": query_set.kind, "variant": query_set.variant,
             "queries": len(query_set.queries),
             "dropped_queries": query_set.dropped_queries,
             "dropped_relevant": query_set.dropped_relevant,
@@ -135,6 +138,15 @@ def run_harness(config: HarnessConfig) -> dict[str, Any]:
         "results": results,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def display_path(path: str | Path) -> str:
+    """Return ``path`` relative to the repository when it is inside it, else unchanged."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _usable(query_set: QuerySet) -> bool:
@@ -228,6 +240,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"alias `{es['alias']}` (deleted afterwards)")
     else:
         lines.append("- Elasticsearch: not used in this run (`--no-es`)")
+    lines += ["", "## Summary", ""]
+    lines += [f"- {line}" for line in summary_lines(report)]
     lines.append("")
     for label, methods in report["results"].items():
         info = report["query_sets"][label]
@@ -250,6 +264,26 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """Return one sentence per query set: the best method, and dense-only against BM25."""
+    lines = []
+    for label, methods in report["results"].items():
+        best = max(methods, key=lambda method: methods[method]["ndcg@10"])
+        line = f"{label}: best nDCG@10 {methods[best]['ndcg@10']:.3f} by {best}."
+        dense = [method for method in DENSE_METHODS if method in methods]
+        lexical = [method for method in BM25_METHODS if method in methods]
+        if dense and lexical:
+            top_dense = max(dense, key=lambda method: methods[method]["ndcg@10"])
+            top_bm25 = max(lexical, key=lambda method: methods[method]["ndcg@10"])
+            verdict = ("beats" if methods[top_dense]["ndcg@10"] > methods[top_bm25]["ndcg@10"]
+                       else "loses to")
+            line += (f" The best dense-only method ({top_dense}, "
+                     f"{methods[top_dense]['ndcg@10']:.3f}) {verdict} BM25 ({top_bm25}, "
+                     f"{methods[top_bm25]['ndcg@10']:.3f}).")
+        lines.append(line)
+    return lines
 
 
 def summarise(report: dict[str, Any]) -> str:
