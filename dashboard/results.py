@@ -164,7 +164,8 @@ def result_notices(reply: dict[str, Any]) -> list[Notice]:
         threshold = _number(reply.get("threshold"))
         detail = ""
         if similarities and threshold is not None:
-            detail = (f" 가장 높은 유사도(초록·제목 평균) {max(similarities):.3f}가 "
+            # The API decides over all its candidates; the shown results are a subset.
+            detail = (f" 표시된 결과의 유사도(초록·제목 평균)는 최고 {max(similarities):.3f}로 "
                       f"기준 {threshold:.3f}보다 낮습니다.")
         notices.append(Notice(
             "warning",
