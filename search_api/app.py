@@ -147,8 +147,31 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         status = response.status
         return response
     finally:
-        access_logger.info("%s %s %s %d %.1f ms", request.remote, request.method, request.path_qs,
-                           status, (time.perf_counter() - started) * 1000.0)
+        access_logger.info("%s %s %s %d %.1f ms", request.remote, request.method,
+                           redact_path(request), status, (time.perf_counter() - started) * 1000.0)
+
+
+SECRET_QUERY_KEYS = frozenset({"token", "access_token", "api_key", "key"})
+SECRET_PATH_PREFIXES = ("/v1/replies/",)
+
+
+def redact_path(request: web.Request) -> str:
+    """Return the request path and query with reply tokens and secret parameters masked.
+
+    Reply links carry a signed token in the path and demand status links may carry
+    the access token as ``?token=``; neither may reach a log file.
+    """
+    path = request.path
+    for prefix in SECRET_PATH_PREFIXES:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            rest = path[len(prefix):]
+            tail = rest[rest.index("/"):] if "/" in rest else ""
+            path = f"{prefix}***{tail}"
+    if not request.query:
+        return path
+    pairs = [f"{key}=***" if key.lower() in SECRET_QUERY_KEYS else f"{key}={value}"
+             for key, value in request.query.items()]
+    return f"{path}?{'&'.join(pairs)}"
 
 
 ##### handlers

@@ -281,3 +281,20 @@ async def test_bm25_only_without_vector_store(aiohttp_client, search_settings):
     response = await test_client.post("/v1/search", json={"title": "화장품", "mode": "two_stage"})
     assert response.status == 503
     assert "patentmatch index build" in (await response.json())["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("/v1/replies/abc.def.sig", "/v1/replies/***"),
+        ("/v1/replies/abc.def.sig/confirm", "/v1/replies/***/confirm"),
+        ("/v1/demands/d1?token=s3cret&x=1", "/v1/demands/d1?token=***&x=1"),
+        ("/v1/health", "/v1/health"),
+    ],
+)
+def test_access_log_redacts_tokens(url, expected):
+    from aiohttp.test_utils import make_mocked_request
+
+    from search_api.app import redact_path
+
+    assert redact_path(make_mocked_request("GET", url)) == expected
