@@ -125,6 +125,17 @@ class Settings:
                   "(exact), or e.g. `IVF4096,SQ8` / `HNSW32,SQ8` for the full corpus."},
     )
 
+    faiss_nprobe: int = field(
+        default=0,
+        metadata={"help": "IVF cells visited per query; 0 picks nlist/16 (at least 16). "
+                  "Higher: better recall, slower search."},
+    )
+    faiss_ef_search: int = field(
+        default=1024,
+        metadata={"help": "HNSW candidate-list size per query; never below the number "
+                  "of candidates requested."},
+    )
+
     # API and dashboard
     api_host: str = field(default="127.0.0.1", metadata={"help": "Address the API binds."})
     api_port: int = field(default=8080, metadata={"help": "Port of the API."})
@@ -167,7 +178,10 @@ class Settings:
             value = getattr(self, name)
             if not 0 < value < 65536:
                 raise ConfigError(f"{name} must be a TCP port in 1..65535, found {value!r}")
-        for name in ("es_heap_mb", "bulk_chunk_size", "max_seq_length",
+        for name in ("faiss_nprobe",):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, found {getattr(self, name)!r}")
+        for name in ("es_heap_mb", "bulk_chunk_size", "max_seq_length", "faiss_ef_search",
                      "encode_batch_size", "max_request_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, found {getattr(self, name)!r}")

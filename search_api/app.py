@@ -289,7 +289,9 @@ async def _models_ctx(app: web.Application) -> AsyncIterator[None]:
     if app[STORE] is None:
         root = store_dir(settings.cache_dir, settings.index_alias)
         try:
-            app[STORE] = await loop.run_in_executor(app[EXECUTOR], VectorStore.load, root, SearchTuning())
+            tuning = SearchTuning(nprobe=settings.faiss_nprobe,
+                                  ef_search=settings.faiss_ef_search)
+            app[STORE] = await loop.run_in_executor(app[EXECUTOR], VectorStore.load, root, tuning)
         except VectorStoreError as exc:
             readiness.problems["vector_store"] = str(exc)
             logger.error("Vector store not loaded, only mode 'bm25' will work: %s", exc)
