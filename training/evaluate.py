@@ -13,6 +13,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+# NOTE: benchmarks/ is part of the repository, not of the installed package, so
+# training evaluation runs from a checkout of the repository.
 from benchmarks.quality.dense import dense_rankings, two_stage_rankings
 from benchmarks.quality.metrics import evaluate_rankings
 from benchmarks.quality.querysets import QuerySet, load_query_sets
