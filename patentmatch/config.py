@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -171,6 +172,9 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        # An empty PATENTMATCH_CACHE_DIR reads as None, which means the default folder.
+        if self.cache_dir is None:
+            self.cache_dir = _default_cache_dir()
         self.cache_dir = Path(self.cache_dir).expanduser()
         if self.six_t_table is not None:
             self.six_t_table = Path(self.six_t_table).expanduser()
@@ -178,9 +182,14 @@ class Settings:
             value = getattr(self, name)
             if not 0 < value < 65536:
                 raise ConfigError(f"{name} must be a TCP port in 1..65535, found {value!r}")
-        for name in ("faiss_nprobe",):
+        for name in ("faiss_nprobe", "bulk_max_retries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, found {getattr(self, name)!r}")
+        for name in ("es_startup_timeout_s", "es_request_timeout_s", "bulk_max_backoff_s",
+                     "request_timeout_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number of seconds, found {value!r}")
         for name in ("es_heap_mb", "bulk_chunk_size", "max_seq_length", "faiss_ef_search",
                      "encode_batch_size", "max_request_bytes"):
             if getattr(self, name) <= 0:

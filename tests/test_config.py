@@ -46,6 +46,12 @@ def test_overrides_win_over_env(tmp_path, monkeypatch):
         ({"PATENTMATCH_DEVICE": "tpu"}, "device must be auto, cpu or cuda"),
         ({"PATENTMATCH_BULK_CHUNK_SIZE": "0"}, "bulk_chunk_size must be positive"),
         ({"PATENTMATCH_SMTP_TLS": "ssl"}, "smtp_tls must be none, starttls or tls"),
+        ({"PATENTMATCH_REQUEST_TIMEOUT_S": "-5"}, "request_timeout_s must be a positive number"),
+        ({"PATENTMATCH_REQUEST_TIMEOUT_S": "nan"}, "request_timeout_s must be a positive number"),
+        ({"PATENTMATCH_ES_REQUEST_TIMEOUT_S": "0"}, "es_request_timeout_s must be a positive"),
+        ({"PATENTMATCH_ES_STARTUP_TIMEOUT_S": "inf"}, "es_startup_timeout_s must be a positive"),
+        ({"PATENTMATCH_BULK_MAX_BACKOFF_S": "-1"}, "bulk_max_backoff_s must be a positive"),
+        ({"PATENTMATCH_BULK_MAX_RETRIES": "-1"}, "bulk_max_retries must be 0 or more"),
     ],
 )
 def test_invalid_values_are_named(tmp_path, monkeypatch, env, message):
@@ -53,6 +59,13 @@ def test_invalid_values_are_named(tmp_path, monkeypatch, env, message):
     with pytest.raises(ConfigError) as info:
         load_settings(environ=env)
     assert message in str(info.value)
+
+
+def test_empty_cache_dir_means_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    default = load_settings(environ={}).cache_dir
+    settings = load_settings(environ={"PATENTMATCH_CACHE_DIR": ""})
+    assert settings.cache_dir == default
 
 
 def test_unknown_key_in_file_is_rejected(tmp_path):
