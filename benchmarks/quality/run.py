@@ -277,8 +277,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         if dense and lexical:
             top_dense = max(dense, key=lambda method: methods[method]["ndcg@10"])
             top_bm25 = max(lexical, key=lambda method: methods[method]["ndcg@10"])
-            verdict = ("beats" if methods[top_dense]["ndcg@10"] > methods[top_bm25]["ndcg@10"]
-                       else "loses to")
+            dense_score = round(methods[top_dense]["ndcg@10"], 3)
+            bm25_score = round(methods[top_bm25]["ndcg@10"], 3)
+            verdict = ("beats" if dense_score > bm25_score
+                       else "ties with" if dense_score == bm25_score else "loses to")
             line += (f" The best dense-only method ({top_dense}, "
                      f"{methods[top_dense]['ndcg@10']:.3f}) {verdict} BM25 ({top_bm25}, "
                      f"{methods[top_bm25]['ndcg@10']:.3f}).")

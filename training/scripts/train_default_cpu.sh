@@ -24,7 +24,7 @@ python -m patentmatch.cli train all --output-dir "$RUNS/cpu-scratch" "${common[@
     --scratch-hidden-size 256 --scratch-layers 4 --scratch-heads 4 \
     --scratch-intermediate-size 1024 \
     --mlm-max-steps 100 --mlm-batch-size 32 --mlm-learning-rate 5e-4 \
-    --sbert-max-steps 150 --sbert-batch-size 32 --sbert-learning-rate 1e-4 \
+    --sbert-max-steps 400 --sbert-batch-size 32 --sbert-learning-rate 1e-4 \
     > "$RUNS/cpu-scratch.log" 2>&1 &
 scratch_pid=$!
 
