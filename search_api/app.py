@@ -185,6 +185,10 @@ async def _json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidField("body", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json.loads recurses once per nesting level, so a small body of brackets overflows it.
+        raise InvalidField("body", "the request body is nested too deeply; "
+                           "send a flat JSON object") from None
 
 
 async def search(request: web.Request) -> web.Response:

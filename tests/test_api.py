@@ -156,6 +156,20 @@ async def test_search_invalid_json(client):
     assert (await response.json())["error"]["field"] == "body"
 
 
+async def test_search_deeply_nested_json(aiohttp_client, search_settings, encoder, store):
+    # 100,000 levels overflow json.loads at any usual recursion limit, and the body
+    # limit is raised so that the parser, not the 413 check, sees the body.
+    settings = replace(search_settings, max_request_bytes=1024 * 1024)
+    test_client = await aiohttp_client(create_app(settings, encoder=encoder, store=store))
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = await test_client.post("/v1/search", data=body,
+                                      headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["field"] == "body"
+    assert "nested too deeply" in error["message"]
+
+
 async def test_search_body_too_large(client, search_settings):
     body = json.dumps({"title": "a", "description": "가" * search_settings.max_request_bytes})
     response = await client.post("/v1/search", data=body.encode(), headers={"Content-Type": "application/json"})

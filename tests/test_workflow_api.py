@@ -75,6 +75,15 @@ async def test_create_non_json_rejected(client):
     assert error["field"] == "body"
 
 
+async def test_create_deeply_nested_json_rejected(client):
+    # 30,000 levels overflow json.loads at any usual recursion limit and fit in 64 KiB.
+    response = await client.post("/v1/demands", data=b"[" * 30_000 + b"]" * 30_000)
+
+    error = await error_of(response, 400)
+    assert error["field"] == "body"
+    assert "nested too deeply" in error["message"]
+
+
 async def test_create_attaches_ranked_patents(client, patent_index):
     created = await create_demand(client, filters={"six_t": ["IT"]})
     expected = patent_index.recommend({"title": "딥러닝 영상 인식",

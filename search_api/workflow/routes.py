@@ -117,6 +117,10 @@ async def _json_body(request: web.Request) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         raise validation.ValidationError(f"the request body is not valid JSON: {exc}",
                                          field="body") from None
+    except RecursionError:
+        # json.loads recurses once per nesting level, so a small body of brackets overflows it.
+        raise validation.ValidationError("the request body is nested too deeply; "
+                                         "send a flat JSON object", field="body") from None
 
 
 ##### credentials
