@@ -27,7 +27,13 @@ from elasticsearch import AsyncElasticsearch
 
 from patentmatch.config import Settings
 from search_api import defaults
-from search_api.schema import InvalidField, openapi_document, parse_application_number, parse_search_request
+from search_api.schema import (
+    InvalidField,
+    has_lone_surrogate,
+    openapi_document,
+    parse_application_number,
+    parse_search_request,
+)
 from search_api.search import RankingConfig, SearchService, SearchUnavailable
 from search_api.ranking import SIX_T_VALUES
 from search_api.vectors import (
@@ -182,13 +188,17 @@ async def _json_body(request: web.Request) -> Any:
     if not raw:
         raise InvalidField("body", "the request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidField("body", f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
         # json.loads recurses once per nesting level, so a small body of brackets overflows it.
         raise InvalidField("body", "the request body is nested too deeply; "
                            "send a flat JSON object") from None
+    if has_lone_surrogate(body):
+        raise InvalidField("body", "the request body contains an unpaired UTF-16 surrogate "
+                           "escape such as \\ud800; send valid Unicode text")
+    return body
 
 
 async def search(request: web.Request) -> web.Response:

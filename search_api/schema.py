@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from typing import Any
@@ -22,6 +23,19 @@ class InvalidField(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Check whether a parsed JSON value contains a string with an unpaired surrogate.
+
+    json.loads turns the escape ``\\ud800`` into a str that cannot be encoded as
+    UTF-8, which the tokenizer and the Elasticsearch client then fail on.
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _string(body: dict, name: str, max_chars: int, required: bool, path: str | None = None) -> str | None:

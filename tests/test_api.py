@@ -142,6 +142,8 @@ async def test_description_is_used(client):
     ({"title": "a", "filters": {"colour": "red"}}, "filters.colour"),
     ({"title": "a", "topk": 3}, "topk"),
     ([1, 2], "body"),
+    ({"title": "\ud800 영상"}, "body"),
+    ({"title": "영상", "filters": {"applicant": "\udc00"}}, "body"),
 ])
 async def test_search_invalid_field(client, body, field):
     reply = await post_search(client, body, status=400)

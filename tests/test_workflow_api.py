@@ -84,6 +84,16 @@ async def test_create_deeply_nested_json_rejected(client):
     assert "nested too deeply" in error["message"]
 
 
+async def test_create_lone_surrogate_rejected(client):
+    body = {"title": "\ud800 영상", "company": "회사", "email": "a@b.example"}
+
+    response = await client.post("/v1/demands", json=body)
+
+    error = await error_of(response, 400)
+    assert error["field"] == "body"
+    assert "surrogate" in error["message"]
+
+
 async def test_create_attaches_ranked_patents(client, patent_index):
     created = await create_demand(client, filters={"six_t": ["IT"]})
     expected = patent_index.recommend({"title": "딥러닝 영상 인식",

@@ -25,6 +25,7 @@ from typing import Any
 import elasticsearch
 from aiohttp import web
 
+from search_api.schema import has_lone_surrogate
 from search_api.workflow import validation
 from search_api.workflow.contacts import parse_contacts_csv
 from search_api.workflow.lifecycle import (
@@ -113,7 +114,7 @@ async def _json_body(request: web.Request) -> Any:
         raise validation.ValidationError("the request body is empty; send a JSON object",
                                          field="body")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise validation.ValidationError(f"the request body is not valid JSON: {exc}",
                                          field="body") from None
@@ -121,6 +122,11 @@ async def _json_body(request: web.Request) -> Any:
         # json.loads recurses once per nesting level, so a small body of brackets overflows it.
         raise validation.ValidationError("the request body is nested too deeply; "
                                          "send a flat JSON object", field="body") from None
+    if has_lone_surrogate(body):
+        raise validation.ValidationError("the request body contains an unpaired UTF-16 "
+                                         "surrogate escape such as \\ud800; send valid "
+                                         "Unicode text", field="body")
+    return body
 
 
 ##### credentials
