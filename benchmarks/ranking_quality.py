@@ -15,13 +15,15 @@ How defaults are chosen (``--write-defaults`` writes them to
   the one with the best nDCG@10 over all queries wins;
 - description mode: the best nDCG@10 on the prior-art "title+abstract"
   variant, where the abstract plays the demand's description;
-- "no close match" threshold: the 5th percentile of the best two-stage
-  similarity among the candidates, over the title queries for which the
-  chosen configuration ranks a relevant patent in the top 10. So 95% of dev
-  queries that have a close match are not flagged. No set
-  of demands without any match exists, so the threshold is fitted on
-  positives only; the record also reports the share of shuffled-character
-  nonsense queries it flags.
+- "no close match" thresholds: the 5th percentile of the best two-stage
+  similarity among the candidates, and the 5th percentile of the lexical
+  coverage (share of the title's terms found in its best BM25 match), each
+  over the title queries for which the chosen configuration ranks a relevant
+  patent in the top 10. So each threshold alone passes 95% of dev queries
+  that have a close match. No set of demands without any match exists, so
+  the thresholds are fitted on positives only; the record also reports the
+  share of shuffled-character nonsense queries each rule flags, and the share
+  of positives the combined rule flags.
 
 Prepare the index first (``patentmatch demo --prepare-only`` with the same
 environment), then:
@@ -54,6 +56,7 @@ from ingest.korean import analyze  # noqa: E402
 from patentmatch.config import load_settings  # noqa: E402
 from search_api import defaults  # noqa: E402
 from search_api.app import es_url  # noqa: E402
+from search_api.ranking import SearchFilters  # noqa: E402
 from search_api.search import RankingConfig, SearchRequest, SearchService  # noqa: E402
 from search_api.vectors import VectorStore, check_metadata, store_dir  # noqa: E402
 
@@ -104,6 +107,13 @@ async def run_set(service: SearchService, query_set: QuerySet, mode: str,
     return rankings, best
 
 
+async def coverage_by_query(service: SearchService, query_set: QuerySet) -> dict[str, float]:
+    """Lexical coverage of each query's title, its own patent excluded."""
+    return {q.query_id: await service.lexical_coverage(q.title or q.text, SearchFilters(),
+                                                       exclude=q.exclude)
+            for q in query_set.queries}
+
+
 def is_title_set(query_set: QuerySet) -> bool:
     return query_set.variant == "title" or query_set.kind == "questions"
 
@@ -127,7 +137,9 @@ async def evaluate(args: argparse.Namespace) -> dict:
     rows = []
     # configuration -> best two-stage similarity of each title query whose
     # relevant patent that configuration ranked in the top 10
-    positives_by_config: dict[str, list[float]] = {}
+    positives_by_config: dict[str, list[tuple[float, float]]] = {}
+    # query set label -> query id -> lexical coverage (independent of the configuration)
+    coverages: dict[str, dict[str, float]] = {}
     try:
         for label, mode, overrides in CONFIGURATIONS:
             service = SearchService(es, settings.index_alias, store, encoder, analyze,
@@ -140,8 +152,11 @@ async def evaluate(args: argparse.Namespace) -> dict:
                 rows.append({"configuration": label, "mode": mode, **overrides, "set": query_set.label,
                              "seconds": time.perf_counter() - started, **metrics})
                 if is_title_set(query_set):
+                    coverage = coverages.get(query_set.label)
+                    if coverage is None:
+                        coverage = coverages[query_set.label] = await coverage_by_query(service, query_set)
                     positives_by_config.setdefault(label, []).extend(
-                        best[q.query_id] for q in query_set.queries
+                        (best[q.query_id], coverage[q.query_id]) for q in query_set.queries
                         if set(rankings[q.query_id][:10]) & q.relevant)
                 logger.info("%-22s %-32s nDCG@10 %.3f R@100 %.3f", label, query_set.label,
                             metrics["ndcg@10"], metrics["recall@100"])
@@ -187,28 +202,44 @@ async def evaluate(args: argparse.Namespace) -> dict:
     }
     chosen_description = max(description_mean, key=description_mean.get)
     positives = positives_by_config.get(chosen, [])
-    threshold = float(np.percentile(positives, 5)) if positives else None
-    flagged = None if threshold is None else float(np.mean([b < threshold for b in nonsense]))
+    threshold = lexical = None
+    flagged = lexical_flagged = combined_flagged = positives_flagged = None
+    if positives:
+        threshold = float(np.percentile([b for b, _ in positives], 5))
+        lexical = float(np.percentile([c for _, c in positives], 5))
+        flagged = float(np.mean([b < threshold for b, _ in nonsense]))
+        lexical_flagged = float(np.mean([c < lexical for _, c in nonsense]))
+        combined_flagged = float(np.mean([b < threshold or c < lexical for b, c in nonsense]))
+        positives_flagged = float(np.mean([b < threshold or c < lexical for b, c in positives]))
     return {
         "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint},
         "index": index, "patents": count, "factory": store.meta.factory,
         "rows": rows, "description_rows": description_rows,
         "mean_ndcg_title_sets": mean_ndcg, "mean_ndcg_all_sets": all_ndcg, "chosen": chosen,
         "description_mean_ndcg": description_mean, "chosen_description_mode": chosen_description,
-        "threshold": {"value": threshold, "positives": len(positives), "nonsense_flagged": flagged},
+        "threshold": {"value": threshold, "positives": len(positives), "nonsense_flagged": flagged,
+                      "lexical_value": lexical, "lexical_nonsense_flagged": lexical_flagged,
+                      "combined_nonsense_flagged": combined_flagged,
+                      "combined_positives_flagged": positives_flagged},
     }
 
 
-async def nonsense_best(service: SearchService, titles: list[str], seed: int = 0) -> list[float]:
-    """Best two-stage similarity of character-shuffled titles (queries with no real match)."""
+async def nonsense_best(service: SearchService, titles: list[str],
+                        seed: int = 0) -> list[tuple[float, float]]:
+    """Best two-stage similarity and lexical coverage of character-shuffled titles.
+
+    Shuffled titles stand in for demands with no real match.
+    """
     rng = random.Random(seed)
     best = []
     for title in titles:
         characters = list(title.replace(" ", ""))
         rng.shuffle(characters)
+        shuffled = "".join(characters)
         _, best_similarity = await service.rank_with_best(
-            SearchRequest(title="".join(characters), k=10, mode="two_stage"))
-        best.append(best_similarity)
+            SearchRequest(title=shuffled, k=10, mode="two_stage"))
+        coverage = await service.lexical_coverage(shuffled, SearchFilters())
+        best.append((best_similarity, coverage))
     return best
 
 
@@ -222,8 +253,11 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['description_mode']} | {r['set']} | {r['ndcg@10']:.3f} | {r['recall@100']:.3f} |")
     t = result["threshold"]
     lines += ["", f"chosen: {result['chosen']}; description mode: {result['chosen_description_mode']}; "
-              f"threshold {t['value']} from {t['positives']} positives, flags {t['nonsense_flagged']} "
-              "of nonsense queries"]
+              f"similarity threshold {t['value']} from {t['positives']} positives flags "
+              f"{t['nonsense_flagged']} of nonsense queries; lexical coverage threshold "
+              f"{t['lexical_value']} flags {t['lexical_nonsense_flagged']}; together they flag "
+              f"{t['combined_nonsense_flagged']} of nonsense queries and "
+              f"{t['combined_positives_flagged']} of positives"]
     return "\n".join(lines)
 
 
@@ -232,6 +266,8 @@ def write_defaults(result: dict) -> None:
     current = defaults.load_defaults()
     current.default_mode = chosen[1]
     current.config = {**current.config, **chosen[2], "description_mode": result["chosen_description_mode"]}
+    if result["threshold"]["lexical_value"] is not None:
+        current.config["lexical_threshold"] = round(result["threshold"]["lexical_value"], 4)
     if result["threshold"]["value"] is not None:
         current.thresholds[result["encoder"]["fingerprint"]] = round(result["threshold"]["value"], 4)
     current.measured = {"encoder": result["encoder"]["name"], "patents": result["patents"],

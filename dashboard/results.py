@@ -148,6 +148,27 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def no_close_match_detail(reply: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """Say which of the API's two checks failed, with the values and thresholds."""
+    parts = []
+    best = _number(reply.get("best_similarity"))
+    threshold = _number(reply.get("threshold"))
+    if best is None:
+        # Older API replies carry no best similarity; the shown results are a subset
+        # of the candidates the API decided over.
+        similarities = [s for s in map(two_stage_similarity, results) if s is not None]
+        best = max(similarities) if similarities else None
+    if best is not None and threshold is not None and best < threshold:
+        parts.append(f" 가장 가까운 특허의 유사도(초록·제목 평균)는 {best:.3f}로 "
+                     f"기준 {threshold:.3f}보다 낮습니다.")
+    coverage = _number(reply.get("lexical_coverage"))
+    lexical = _number(reply.get("lexical_threshold"))
+    if coverage is not None and lexical is not None and coverage < lexical:
+        parts.append(f" 수요기술 제목의 단어 중 {coverage:.0%}만 가장 가까운 특허에 나옵니다"
+                     f"(기준 {lexical:.0%}).")
+    return "".join(parts)
+
+
 def result_notices(reply: dict[str, Any]) -> list[Notice]:
     """Return the notices for a search reply, most important first.
 
@@ -160,13 +181,7 @@ def result_notices(reply: dict[str, Any]) -> list[Notice]:
     results = reply.get("results") or []
     notices: list[Notice] = []
     if reply.get("no_close_match") and results:
-        similarities = [s for s in map(two_stage_similarity, results) if s is not None]
-        threshold = _number(reply.get("threshold"))
-        detail = ""
-        if similarities and threshold is not None:
-            # The API decides over all its candidates; the shown results are a subset.
-            detail = (f" 표시된 결과의 유사도(초록·제목 평균)는 최고 {max(similarities):.3f}로 "
-                      f"기준 {threshold:.3f}보다 낮습니다.")
+        detail = no_close_match_detail(reply, results)
         notices.append(Notice(
             "warning",
             "수요기술과 가까운 특허를 찾지 못했습니다." + detail

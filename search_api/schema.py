@@ -201,8 +201,14 @@ def openapi_document(version: str, max_request_bytes: int) -> dict[str, Any]:
         "properties": {
             "query": {"type": "object"}, "mode": {"type": "string"},
             "no_close_match": {"type": "boolean",
-                               "description": "no result reaches the calibrated similarity threshold"},
+                               "description": "the best match is below the calibrated similarity "
+                               "threshold or the lexical coverage threshold"},
             "threshold": {"type": "number"}, "took_ms": {"type": "number"},
+            "best_similarity": {"type": ["number", "null"],
+                                "description": "best two-stage similarity among the candidates"},
+            "lexical_coverage": {"type": "number", "description": "share of the title's distinct "
+                                 "terms found in its best keyword match"},
+            "lexical_threshold": {"type": "number"},
             "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchResult"}},
         },
     }

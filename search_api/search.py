@@ -69,6 +69,9 @@ class RankingConfig:
         bm25_size: BM25 hits fetched for fusion.
         description_mode: how a demand's description is used (``ranking.demand_texts``).
         threshold: best two-stage similarity below which ``no_close_match`` is set.
+        lexical_threshold: share of the demand title's distinct terms that its best
+            keyword match must contain; below it ``no_close_match`` is set as well.
+            0 turns this check off.
         max_filter_ids: largest allowed set whose ids are fetched for a filtered
             vector search; larger sets use over-fetch and post-filter.
     """
@@ -79,6 +82,7 @@ class RankingConfig:
     bm25_size: int = 300
     description_mode: str = "concat"
     threshold: float = 0.5
+    lexical_threshold: float = 0.0
     max_filter_ids: int = 200_000
 
 
@@ -196,6 +200,32 @@ class SearchService:
         reply = await self.es.search(index=self.index, **body)
         return [(hit["_id"], float(hit["_score"])) for hit in reply["hits"]["hits"]]
 
+    async def lexical_coverage(self, title: str, filters: SearchFilters,
+                               exclude: frozenset[str] = frozenset()) -> float:
+        """Return the share of the title's distinct terms found in its best keyword match.
+
+        The best match is the top BM25 hit for the title alone, among the patents
+        the filters allow and not in ``exclude``. A demand whose words appear in
+        no patent (an unknown field, a garbled title) gets a low share even when
+        the encoder, which maps every text somewhere, finds a near vector.
+        Returns 0.0 when the title has no terms or nothing matches.
+        """
+        title_terms = await self._run(self.analyze, title)
+        terms = set(title_terms.split())
+        if not terms:
+            return 0.0
+        body = ranking.bm25_query(title_terms, title_terms, filters, 1 + len(exclude))
+        body["_source"] = ["title_terms", "abstract_terms"]
+        reply = await self.es.search(index=self.index, **body)
+        for hit in reply["hits"]["hits"]:
+            if hit["_id"] in exclude:
+                continue
+            source = hit.get("_source") or {}
+            found = set(source.get("title_terms", "").split())
+            found.update(source.get("abstract_terms", "").split())
+            return len(terms & found) / len(terms)
+        return 0.0
+
     # -- the search -----------------------------------------------------
 
     def _require_vectors(self, mode: str) -> None:
@@ -273,6 +303,7 @@ class SearchService:
         """Run a search and return the JSON reply of ``POST /v1/search``."""
         started = time.perf_counter()
         ranked, best = await self.rank_with_best(request)
+        coverage = await self.lexical_coverage(request.title, request.filters)
         documents = await self.fetch_documents([item.application_number for item in ranked])
         results = []
         for rank, item in enumerate(ranked, start=1):
@@ -288,11 +319,24 @@ class SearchService:
             "query": {"title": request.title, "description": request.description, "k": request.k,
                       "filters": filters_json(request.filters)},
             "mode": request.mode,
-            "no_close_match": best < self.config.threshold,
+            "no_close_match": self.no_close_match(best, coverage),
             "threshold": self.config.threshold,
+            "best_similarity": round(best, 4) if math.isfinite(best) else None,
+            "lexical_coverage": round(coverage, 4),
+            "lexical_threshold": self.config.lexical_threshold,
             "took_ms": round((time.perf_counter() - started) * 1000.0, 2),
             "results": results,
         }
+
+    def no_close_match(self, best_similarity: float, coverage: float) -> bool:
+        """Flag a demand whose best match is weak in meaning or in words.
+
+        Either signal alone can fail: the encoder puts a garbled title near
+        some patent anyway, and a paraphrase shares few words with its match.
+        Each threshold is calibrated to pass 95% of the development queries
+        that have a relevant patent in their top 10.
+        """
+        return best_similarity < self.config.threshold or coverage < self.config.lexical_threshold
 
     async def fetch_documents(self, numbers: list[str]) -> dict[str, dict]:
         if not numbers:

@@ -78,7 +78,8 @@ async def test_search_result_fields(client, corpus):
     assert result["scores"]["pqi"] == document["scores"]["pqi"]
     assert result["score_source"] == "synthetic"
     assert result["kipris_url"].endswith("applno=" + document["application_number"])
-    assert set(reply) == {"query", "mode", "no_close_match", "threshold", "took_ms", "results"}
+    assert set(reply) == {"query", "mode", "no_close_match", "threshold", "best_similarity",
+                          "lexical_coverage", "lexical_threshold", "took_ms", "results"}
 
 
 @pytest.mark.parametrize("mode", ["two_stage", "hybrid", "bm25", "dense"])
@@ -110,6 +111,21 @@ async def test_no_close_match_flag(client, aiohttp_client, search_settings, enco
     reply = await post_search(strict_client, {"title": "zzz qqq", "k": 3})
     assert reply["no_close_match"] is True
     assert reply["threshold"] == 0.99
+
+
+async def test_lexical_coverage_flags_unknown_words(aiohttp_client, search_settings, encoder, store):
+    app = create_app(search_settings, encoder=encoder, store=store,
+                     ranking_config=RankingConfig(n_candidates=25, threshold=-1.0,
+                                                  lexical_threshold=0.5))
+    lexical_client = await aiohttp_client(app)
+    known = await post_search(lexical_client, {"title": TITLE, "k": 3})
+    assert known["lexical_coverage"] >= 0.5
+    assert known["no_close_match"] is False
+    unknown = await post_search(lexical_client, {"title": "zzzqqq xxyyz", "k": 3})
+    assert unknown["lexical_coverage"] == 0.0
+    assert unknown["no_close_match"] is True
+    assert unknown["lexical_threshold"] == 0.5
+    assert isinstance(unknown["best_similarity"], float)
 
 
 async def test_description_is_used(client):

@@ -239,6 +239,26 @@ def test_kipris_url_safety(url, expected):
     assert safe_kipris_url(url) == expected
 
 
+def test_notice_names_failed_lexical_check():
+    reply = {"no_close_match": True, "threshold": 0.3, "best_similarity": 0.45,
+             "lexical_coverage": 0.25, "lexical_threshold": 0.5,
+             "results": [make_result("1020180173848")]}
+    text = {n.notice_id: n for n in result_notices(reply)}["no-close-match"].text
+    assert "25%" in text
+    assert "50%" in text
+    assert "0.450" not in text
+
+
+def test_notice_uses_reported_best_similarity():
+    reply = {"no_close_match": True, "threshold": 0.5, "best_similarity": 0.2,
+             "lexical_coverage": 1.0, "lexical_threshold": 0.4,
+             "results": [make_result("1020180173848")]}
+    text = {n.notice_id: n for n in result_notices(reply)}["no-close-match"].text
+    assert "0.200" in text
+    assert "0.500" in text
+    assert "%" not in text
+
+
 def test_notices_no_close_match_and_synthetic():
     reply = {"no_close_match": True, "threshold": 0.55, "results": [
         make_result("1020180173848", scores=SYNTHETIC, score=47.5,
