@@ -11,6 +11,7 @@ opened and closed in ``cleanup_ctx`` generators and stored under typed
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib.util
 import json
 import logging
@@ -25,7 +26,7 @@ import elasticsearch
 from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 
-from patentmatch.config import Settings
+from patentmatch.config import ConfigError, Settings
 from search_api import defaults
 from search_api.schema import (
     InvalidField,
@@ -409,11 +410,23 @@ async def _service_only_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def run(settings: Settings, app: web.Application | None = None) -> None:
-    """Serve the API on ``settings.api_host:api_port`` until interrupted."""
+    """Serve the API on ``settings.api_host:api_port`` until interrupted.
+
+    Raises:
+        ConfigError: when the port is already in use.
+    """
     app = app or create_app(settings)
     logger.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
-    web.run_app(app, host=settings.api_host, port=settings.api_port, access_log=None,
-                print=None, shutdown_timeout=5)
+    try:
+        web.run_app(app, host=settings.api_host, port=settings.api_port, access_log=None,
+                    print=None, shutdown_timeout=5)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"api_port {settings.api_port} on {settings.api_host} is already in use; stop the "
+            "process that holds it or set PATENTMATCH_API_PORT to a free port"
+        ) from None
 
 
 __all__ = ["create_app", "run", "es_url", "SETTINGS", "ES", "SERVICE", "STORE", "ENCODER"]

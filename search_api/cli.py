@@ -47,9 +47,14 @@ def _index(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from search_api.app import create_app, run
+    from search_api.vectors import VectorStoreMismatch
 
     settings = _settings(args)
-    run(settings, create_app(settings, default_mode=args.mode))
+    try:
+        run(settings, create_app(settings, default_mode=args.mode))
+    except VectorStoreMismatch as exc:
+        logger.error("API not started: %s", exc)
+        return 1
     return 0
 
 
