@@ -71,6 +71,9 @@ SERVICE = web.AppKey("service", SearchService)
 READINESS = web.AppKey("readiness", Readiness)
 RANKING = web.AppKey("ranking", RankingConfig)
 DEFAULT_MODE = web.AppKey("default_mode", str)
+# True when the ranking config came from ranking_defaults.json, so the
+# similarity threshold follows the encoder that start-up loads.
+CALIBRATE = web.AppKey("calibrate", bool)
 
 
 def es_url(settings: Settings) -> str:
@@ -301,6 +304,9 @@ async def _models_ctx(app: web.Application) -> AsyncIterator[None]:
         except (ImportError, OSError, ValueError, RuntimeError) as exc:
             readiness.problems["encoder"] = f"encoder not loaded: {exc}"
             logger.error("Encoder not loaded, only mode 'bm25' will work: %s", exc)
+        else:
+            if app[CALIBRATE]:
+                app[RANKING] = _calibrated(app[RANKING], app[ENCODER])
     if app[STORE] is None:
         root = store_dir(settings.cache_dir, settings.index_alias)
         try:
@@ -318,6 +324,12 @@ async def _models_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SERVICE] = SearchService(app[ES], settings.index_alias, app[STORE], app[ENCODER],
                                  analyze, app[RANKING], app[EXECUTOR])
     yield
+
+
+def _calibrated(config: RankingConfig, encoder: Any) -> RankingConfig:
+    """Return ``config`` with the similarity threshold measured for ``encoder``."""
+    chosen = defaults.load_defaults()
+    return replace(config, threshold=chosen.threshold_for(encoder.fingerprint, config.threshold))
 
 
 def _analyzer() -> Callable[[str], str]:
@@ -373,7 +385,7 @@ def create_app(settings: Settings, *, encoder: Any | None = None, store: VectorS
     chosen = defaults.load_defaults()
     config = ranking_config or chosen.ranking_config()
     if encoder is not None and ranking_config is None:
-        config = replace(config, threshold=chosen.threshold_for(encoder.fingerprint, config.threshold))
+        config = _calibrated(config, encoder)
     app = web.Application(client_max_size=settings.max_request_bytes,
                           middlewares=[access_log_middleware, error_middleware, timeout_middleware])
     app[SETTINGS] = settings
@@ -381,6 +393,7 @@ def create_app(settings: Settings, *, encoder: Any | None = None, store: VectorS
     app[STORE] = store
     app[READINESS] = Readiness()
     app[RANKING] = config
+    app[CALIBRATE] = ranking_config is None
     app[DEFAULT_MODE] = default_mode or chosen.default_mode
     app.cleanup_ctx.append(_es_ctx)
     app.cleanup_ctx.append(_executor_ctx)

@@ -330,3 +330,19 @@ def test_access_log_redacts_tokens(url, expected):
     from search_api.app import redact_path
 
     assert redact_path(make_mocked_request("GET", url)) == expected
+
+
+async def test_threshold_follows_encoder_loaded_at_start(aiohttp_client, search_settings, encoder,
+                                                         store, monkeypatch):
+    from search_api import app as app_module
+    from search_api import defaults
+
+    calibrated = defaults.RankingDefaults(default_mode="two_stage",
+                                          thresholds={encoder.fingerprint: 0.1234})
+    monkeypatch.setattr(defaults, "load_defaults", lambda *args, **kwargs: calibrated)
+    # Model loading is the boundary here: start-up gets the test encoder
+    # instead of reading weights from settings.model.
+    monkeypatch.setattr(app_module, "_load_encoder", lambda settings: encoder)
+    lazy_client = await aiohttp_client(create_app(search_settings, store=store))
+    reply = await post_search(lazy_client, {"title": TITLE, "k": 3})
+    assert reply["threshold"] == 0.1234
