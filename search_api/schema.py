@@ -128,8 +128,11 @@ def parse_search_request(body: Any, default_mode: str) -> SearchRequest:
     k = body.get("k", 10)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise InvalidField("k", f"k must be an integer from 1 to {MAX_K}, found {k!r}")
-    mode = body.get("mode") or default_mode
-    if mode not in MODES:
+    # Only an absent or null mode takes the default, so 0, false and "" are rejected.
+    mode = body.get("mode")
+    if mode is None:
+        mode = default_mode
+    if not isinstance(mode, str) or mode not in MODES:
         raise InvalidField("mode", f"mode must be one of {list(MODES)}, found {mode!r}")
     return SearchRequest(title=title, description=description, k=k, mode=mode,
                          filters=parse_filters(body.get("filters")))
