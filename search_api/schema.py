@@ -14,6 +14,8 @@ MAX_TITLE_CHARS = 500
 MAX_DESCRIPTION_CHARS = 5000
 MAX_K = 100
 APPLICATION_NUMBER = re.compile(r"^(10|20)\d{11}$")
+# date.fromisoformat in Python 3.11 also accepts 20200101 and 2020-W01-1, so the form is checked first.
+ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 class InvalidField(ValueError):
@@ -77,10 +79,14 @@ def _date(body: dict, name: str) -> date | None:
         return None
     if not isinstance(value, str):
         raise InvalidField(path, f"{path} must be a date string YYYY-MM-DD, found {value!r}")
+    if not ISO_DATE.match(value):
+        raise InvalidField(path, f"{path} must be a date in the form YYYY-MM-DD, "
+                           f"e.g. 2020-01-31, found {value!r}")
     try:
         return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidField(path, f"{path} must be a date YYYY-MM-DD, found {value!r}") from None
+    except ValueError as exc:
+        raise InvalidField(path, f"{path} is not a valid calendar date ({exc}), "
+                           f"found {value!r}") from None
 
 
 def parse_filters(body: Any) -> SearchFilters:
@@ -104,7 +110,8 @@ def parse_filters(body: Any) -> SearchFilters:
     date_to = _date(body, "application_date_to")
     if date_from and date_to and date_from > date_to:
         raise InvalidField("filters.application_date_from",
-                           f"filters.application_date_from {date_from} is after application_date_to {date_to}")
+                           f"filters.application_date_from {date_from} is after "
+                           f"filters.application_date_to {date_to}; swap them or widen the range")
     return SearchFilters(
         ipc_prefix=ipc,
         six_t=_string_list(body, "six_t", "filters.six_t", SIX_T_VALUES),
