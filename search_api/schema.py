@@ -7,6 +7,7 @@ import re
 from datetime import date
 from typing import Any
 
+from ingest.normalize import normalize_application_number
 from search_api.ranking import MODES, SIX_T_VALUES, SearchFilters, canonical_ipc_prefix
 from search_api.search import SearchRequest
 
@@ -146,13 +147,17 @@ def parse_search_request(body: Any, default_mode: str) -> SearchRequest:
 
 
 def parse_application_number(value: str) -> str:
-    """Accept ``1020180173848`` or ``10-2018-0173848``; return the 13-digit form."""
-    digits = value.replace("-", "").strip()
-    if not APPLICATION_NUMBER.match(digits):
+    """Normalise an application number the way ingest does and return the 13-digit form.
+
+    Accepts every form ingest accepts, e.g. ``1020180173848``, ``10-2018-0173848``
+    and ``KR1020180173848``.
+    """
+    try:
+        return normalize_application_number(value)
+    except ValueError as exc:
         raise InvalidField("application_number",
-                           f"application_number must have 13 digits starting with 10 or 20 "
-                           f"(e.g. 1020180173848 or 10-2018-0173848), found {value!r}")
-    return digits
+                           f"invalid application_number: {exc}; send 13 digits starting "
+                           "with 10 or 20, e.g. 1020180173848 or 10-2018-0173848") from None
 
 
 ##### OpenAPI
@@ -248,6 +253,8 @@ def openapi_document(version: str, max_request_bytes: int) -> dict[str, Any]:
             "/v1/patents/{application_number}": {"get": {
                 "operationId": "getPatent", "summary": "One patent's stored document",
                 "parameters": [{"name": "application_number", "in": "path", "required": True,
+                                "description": "13 digits, or any form ingest accepts: "
+                                "10-2018-0173848, KR1020180173848, KR 10-2018-0173848",
                                 "schema": {"type": "string"}, "example": "1020180173848"}],
                 "responses": {
                     "200": {"description": "the patent", "content": {"application/json": {

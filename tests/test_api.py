@@ -226,15 +226,28 @@ async def test_get_patent(client, corpus):
 
 
 async def test_get_patent_not_found(client):
-    response = await client.get("/v1/patents/1099990000001")
+    response = await client.get("/v1/patents/1019990000001")
     assert response.status == 404
     assert (await response.json())["error"]["status"] == 404
 
 
-async def test_get_patent_invalid_number(client):
-    response = await client.get("/v1/patents/12345")
+@pytest.mark.parametrize("form", ["{kind}-{year}-{serial}", "KR{kind}{year}{serial}",
+                                  "KR {kind}-{year}-{serial}", "{kind}{year}{serial}"])
+async def test_get_patent_ingest_number_forms(client, corpus, form):
+    number = corpus.documents[0]["application_number"]
+    path_number = form.format(kind=number[:2], year=number[2:6], serial=number[6:])
+    response = await client.get(f"/v1/patents/{path_number}")
+    assert response.status == 200, await response.text()
+    assert (await response.json())["application_number"] == number
+
+
+@pytest.mark.parametrize("number", ["12345", "3020180173848", "KR10201801738x8", "1018000173848"])
+async def test_get_patent_invalid_number(client, number):
+    response = await client.get(f"/v1/patents/{number}")
     assert response.status == 400
-    assert (await response.json())["error"]["field"] == "application_number"
+    error = (await response.json())["error"]
+    assert error["field"] == "application_number"
+    assert number in error["message"]
 
 
 async def test_unknown_route_is_json_404(client):
