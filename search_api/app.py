@@ -98,6 +98,16 @@ def error_response(status: int, message: str, field_name: str | None = None) -> 
     return web.json_response({"error": error}, status=status)
 
 
+def _routing_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """Build the JSON error for a request that matched no route (404) or no method (405)."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return error_response(405, f"method not allowed: {request.method} {request.path}. "
+                              f"Allowed: {allowed}; see /v1/openapi.json")
+    return error_response(exc.status, f"no route for {request.method} {request.path}; "
+                          "see /v1/openapi.json")
+
+
 def _es_reason(exc: Exception) -> str:
     return f"Elasticsearch is unavailable: {type(exc).__name__}: {str(exc)[:300]}"
 
@@ -116,6 +126,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if request.match_info.http_exception is not None:
+            return _routing_error(request, exc)
         return error_response(exc.status, exc.reason if exc.text is None else exc.text)
     except (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout) as exc:
         logger.warning("%s %s: %s", request.method, request.path, _es_reason(exc))

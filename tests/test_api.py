@@ -253,7 +253,18 @@ async def test_get_patent_invalid_number(client, number):
 async def test_unknown_route_is_json_404(client):
     response = await client.get("/v1/nothing")
     assert response.status == 404
-    assert (await response.json())["error"]["status"] == 404
+    error = (await response.json())["error"]
+    assert error["status"] == 404
+    assert error["message"] == "no route for GET /v1/nothing; see /v1/openapi.json"
+
+
+async def test_wrong_method_is_json_405(client):
+    response = await client.delete("/v1/search")
+    assert response.status == 405
+    error = (await response.json())["error"]
+    assert error["status"] == 405
+    assert "DELETE /v1/search" in error["message"]
+    assert "POST" in error["message"]
 
 
 async def test_score_stats(client, corpus):
