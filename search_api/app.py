@@ -441,10 +441,14 @@ def run(settings: Settings, app: web.Application | None = None) -> None:
         ConfigError: when the port is already in use.
     """
     app = app or create_app(settings)
-    logger.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
+
+    def log_listening(_banner: str) -> None:
+        # run_app calls this once every site has started, so the port is bound by then.
+        logger.info("API listening on http://%s:%d", settings.api_host, settings.api_port)
+
     try:
         web.run_app(app, host=settings.api_host, port=settings.api_port, access_log=None,
-                    print=None, shutdown_timeout=5)
+                    print=log_listening, shutdown_timeout=5)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise

@@ -6,7 +6,7 @@ import logging
 import socket
 
 import pytest
-from aiohttp import web
+from aiohttp import web, web_runner
 
 import search_api.app
 from patentmatch.cli import main
@@ -28,6 +28,56 @@ def test_run_port_in_use_names_setting(tmp_path, monkeypatch):
     assert f"api_port {port}" in str(info.value)
     assert "already in use" in str(info.value)
     assert "PATENTMATCH_API_PORT" in str(info.value)
+
+
+class StopWhenListening(logging.Handler):
+    """Record whether the port accepts connections when "API listening" is logged, then stop."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.port = port
+        self.port_accepted: bool | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.getMessage().startswith("API listening"):
+            return
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+            self.port_accepted = True
+        except OSError:
+            self.port_accepted = False
+        raise web_runner.GracefulExit()
+
+
+def test_run_logs_listening_after_bind(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = load_settings(environ={}, api_host="127.0.0.1", api_port=port, cache_dir=tmp_path)
+    handler = StopWhenListening(port)
+    app_logger = logging.getLogger("search_api.app")
+    app_logger.addHandler(handler)
+    app_logger.setLevel(logging.INFO)
+    try:
+        run(settings, web.Application())
+    finally:
+        app_logger.removeHandler(handler)
+        app_logger.setLevel(logging.NOTSET)
+    assert handler.port_accepted is True
+
+
+def test_run_port_in_use_logs_no_listening(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        settings = load_settings(environ={}, api_host="127.0.0.1", api_port=port,
+                                 cache_dir=tmp_path)
+        with caplog.at_level(logging.INFO, logger="search_api.app"), pytest.raises(ConfigError):
+            run(settings, web.Application())
+    assert "API listening" not in caplog.text
 
 
 def test_serve_stale_store_exits_cleanly(tmp_path, monkeypatch, caplog):
