@@ -30,6 +30,7 @@ from patentmatch.config import ConfigError, Settings
 from search_api import defaults
 from search_api.schema import (
     InvalidField,
+    dumps_response,
     has_lone_surrogate,
     openapi_document,
     parse_application_number,
@@ -95,7 +96,7 @@ def error_response(status: int, message: str, field_name: str | None = None) -> 
     error: dict[str, Any] = {"status": status, "message": message}
     if field_name is not None:
         error["field"] = field_name
-    return web.json_response({"error": error}, status=status)
+    return web.json_response({"error": error}, status=status, dumps=dumps_response)
 
 
 def _routing_error(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -221,7 +222,7 @@ async def search(request: web.Request) -> web.Response:
     body = await _json_body(request)
     query = parse_search_request(body, request.app[DEFAULT_MODE])
     reply = await request.app[SERVICE].search(query)
-    return web.json_response(reply, dumps=_dumps)
+    return web.json_response(reply, dumps=dumps_response)
 
 
 async def get_patent(request: web.Request) -> web.Response:
@@ -230,14 +231,14 @@ async def get_patent(request: web.Request) -> web.Response:
     if document is None:
         return error_response(404, f"no patent with application number {number} in "
                               f"{request.app[SETTINGS].index_alias!r}")
-    return web.json_response(document, dumps=_dumps)
+    return web.json_response(document, dumps=dumps_response)
 
 
 async def score_stats(request: web.Request) -> web.Response:
     six_t = request.query.get("six_t") or None
     if six_t is not None and six_t not in SIX_T_VALUES:
         raise InvalidField("six_t", f"six_t must be one of {list(SIX_T_VALUES)}, found {six_t!r}")
-    return web.json_response(await request.app[SERVICE].score_stats(six_t), dumps=_dumps)
+    return web.json_response(await request.app[SERVICE].score_stats(six_t), dumps=dumps_response)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -269,15 +270,12 @@ async def health(request: web.Request) -> web.Response:
         "elasticsearch": es_part, "vector_store": store_part, "encoder": encoder_part,
         "problems": readiness.problems, "default_mode": app[DEFAULT_MODE],
     }
-    return web.json_response(body, status=200 if ready else 503)
+    return web.json_response(body, status=200 if ready else 503, dumps=dumps_response)
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(_version(), request.app[SETTINGS].max_request_bytes))
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return web.json_response(openapi_document(_version(), request.app[SETTINGS].max_request_bytes),
+                             dumps=dumps_response)
 
 
 ##### resources

@@ -41,6 +41,23 @@ def has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> str:
+    """Replace unpaired surrogates with U+FFFD so that ``text`` encodes as UTF-8.
+
+    Documents stored before input checks rejected surrogates can still contain
+    them, and a response with one fails to encode.
+    """
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def dumps_response(value: Any) -> str:
+    """Serialise a JSON response body that is safe to encode as UTF-8."""
+    return replace_surrogates(json.dumps(value, ensure_ascii=False))
+
+
 def _string(body: dict, name: str, max_chars: int, required: bool, path: str | None = None) -> str | None:
     path = path or name
     value = body.get(name)

@@ -4,6 +4,8 @@ validation, tokens, API keys, transitions through HTTP and concurrent writers.""
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from dataclasses import replace
 
 import pytest
@@ -241,6 +243,37 @@ async def test_operator_list_filters_and_pages(client):
     assert len(page["demands"]) == 1
     assert (await error_of(bad_status, 400))["field"] == "status"
     assert (await error_of(bad_limit, 400))["field"] == "limit"
+
+
+def store_lone_surrogate_company(es_url: str, index: str, demand_id: str) -> None:
+    """Set a demand's company to a string with an unpaired surrogate, as older versions stored.
+
+    The body is sent with ASCII escapes because Python cannot encode the surrogate as
+    UTF-8, and Elasticsearch returns the escape unchanged in ``_source``.
+    """
+    body = json.dumps({"doc": {"company": "알파\ud800"}}, ensure_ascii=True).encode("ascii")
+    request = urllib.request.Request(f"{es_url}/{index}/_update/{demand_id}?refresh=true",
+                                     data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 200
+
+
+async def test_stored_lone_surrogate_is_replaced(client, es_url, workflow_settings):
+    demand = await create_demand(client, company="알파")
+    store_lone_surrogate_company(es_url, workflow_settings.demands_index, demand["id"])
+
+    listed = await client.get("/v1/demands", headers=OPERATOR)
+    operator = await client.get(f"/v1/demands/{demand['id']}", headers=OPERATOR)
+    company = await client.get(f"/v1/demands/{demand['id']}",
+                               headers={"X-Demand-Token": demand["access_token"]})
+
+    assert listed.status == 200, await listed.text()
+    assert (await listed.json())["demands"][0]["company"] == "알파\ufffd"
+    assert operator.status == 200, await operator.text()
+    assert (await operator.json())["company"] == "알파\ufffd"
+    assert company.status == 200, await company.text()
+    assert (await company.json())["company"] == "알파\ufffd"
 
 
 ##### transitions through the API

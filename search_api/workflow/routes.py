@@ -25,7 +25,7 @@ from typing import Any
 import elasticsearch
 from aiohttp import web
 
-from search_api.schema import has_lone_surrogate
+from search_api.schema import dumps_response, has_lone_surrogate, replace_surrogates
 from search_api.workflow import validation
 from search_api.workflow.contacts import parse_contacts_csv
 from search_api.workflow.lifecycle import (
@@ -70,7 +70,7 @@ def error_response(status: int, message: str, field: str | None = None) -> web.R
     error: dict[str, Any] = {"status": status, "message": message}
     if field is not None:
         error["field"] = field
-    return web.json_response({"error": error}, status=status, dumps=_dumps)
+    return web.json_response({"error": error}, status=status, dumps=dumps_response)
 
 
 def json_errors(handler: Handler) -> Handler:
@@ -96,10 +96,6 @@ def json_errors(handler: Handler) -> Handler:
             return error_response(500, f"Elasticsearch error {exc.meta.status}")
 
     return wrapper
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
 
 
 async def _workflow(request: web.Request) -> Workflow:
@@ -249,7 +245,7 @@ async def create_demand(request: web.Request) -> web.Response:
     body = {"id": demand_id, "access_token": token, "status_url":
             f"{workflow.public_base_url}/v1/demands/{demand_id}",
             "demand": company_view(demand_id, demand)}
-    return web.json_response(body, status=201, dumps=_dumps,
+    return web.json_response(body, status=201, dumps=dumps_response,
                              headers={"Location": f"/v1/demands/{demand_id}"})
 
 
@@ -266,7 +262,8 @@ async def list_demands(request: web.Request) -> web.Response:
                                                 company=request.query.get("company") or None,
                                                 size=limit, offset=offset)
     return web.json_response({"total": total, "limit": limit, "offset": offset,
-                              "demands": [summary_view(i, d) for i, d in hits]}, dumps=_dumps)
+                              "demands": [summary_view(i, d) for i, d in hits]},
+                             dumps=dumps_response)
 
 
 @json_errors
@@ -276,10 +273,10 @@ async def get_demand(request: web.Request) -> web.Response:
     if request.headers.get(API_KEY_HEADER):
         require_operator(request)
         return web.json_response(operator_view(demand_id, await workflow.demands.get(demand_id)),
-                                 dumps=_dumps)
+                                 dumps=dumps_response)
     demand = await workflow.demands.get(demand_id)
     require_demand_token(request, demand)
-    return web.json_response(company_view(demand_id, demand), dumps=_dumps)
+    return web.json_response(company_view(demand_id, demand), dumps=dumps_response)
 
 
 @json_errors
@@ -289,7 +286,7 @@ async def select_patents(request: web.Request) -> web.Response:
     require_demand_token(request, await workflow.demands.get(demand_id))
     numbers = validation.selection(await _json_body(request))
     demand = await workflow.select(demand_id, numbers)
-    return web.json_response(company_view(demand_id, demand), dumps=_dumps)
+    return web.json_response(company_view(demand_id, demand), dumps=dumps_response)
 
 
 @json_errors
@@ -297,7 +294,7 @@ async def rerun_recommend(request: web.Request) -> web.Response:
     actor = require_operator(request)
     demand_id = request.match_info["demand_id"]
     demand = await (await _workflow(request)).recommend(demand_id, actor)
-    return web.json_response(operator_view(demand_id, demand), dumps=_dumps)
+    return web.json_response(operator_view(demand_id, demand), dumps=dumps_response)
 
 
 @json_errors
@@ -305,7 +302,7 @@ async def redispatch(request: web.Request) -> web.Response:
     require_operator(request)
     demand_id = request.match_info["demand_id"]
     demand = await (await _workflow(request)).dispatch(demand_id)
-    return web.json_response(operator_view(demand_id, demand), dumps=_dumps)
+    return web.json_response(operator_view(demand_id, demand), dumps=dumps_response)
 
 
 @json_errors
@@ -315,7 +312,7 @@ async def record_answer(request: web.Request) -> web.Response:
     number, answer, note = validation.answer(await _json_body(request))
     demand = await (await _workflow(request)).record_answer(demand_id, number, answer, note,
                                                             actor)
-    return web.json_response(operator_view(demand_id, demand), dumps=_dumps)
+    return web.json_response(operator_view(demand_id, demand), dumps=dumps_response)
 
 
 @json_errors
@@ -324,7 +321,7 @@ async def set_status(request: web.Request) -> web.Response:
     demand_id = request.match_info["demand_id"]
     status, note = validation.operator_transition(await _json_body(request))
     demand = await (await _workflow(request)).set_status(demand_id, status, note, actor)
-    return web.json_response(operator_view(demand_id, demand), dumps=_dumps)
+    return web.json_response(operator_view(demand_id, demand), dumps=dumps_response)
 
 
 ##### contacts and outbox
@@ -354,7 +351,7 @@ async def import_contacts(request: web.Request) -> web.Response:
     logger.info("%s imported %d contacts from %s; e-mails queued for demands %s",
                 actor, imported, source, dispatched)
     return web.json_response({"imported": imported, "dispatched_demands": dispatched},
-                             dumps=_dumps)
+                             dumps=dumps_response)
 
 
 @json_errors
@@ -362,14 +359,14 @@ async def list_contacts(request: web.Request) -> web.Response:
     require_operator(request)
     limit, offset = _paging(request)
     total, contacts = await (await _workflow(request)).contacts.list(limit, offset)
-    return web.json_response({"total": total, "contacts": contacts}, dumps=_dumps)
+    return web.json_response({"total": total, "contacts": contacts}, dumps=dumps_response)
 
 
 @json_errors
 async def missing_contacts(request: web.Request) -> web.Response:
     require_operator(request)
     missing = await (await _workflow(request)).missing_contacts()
-    return web.json_response({"missing": missing}, dumps=_dumps)
+    return web.json_response({"missing": missing}, dumps=dumps_response)
 
 
 @json_errors
@@ -379,7 +376,7 @@ async def list_outbox(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     total, hits = await (await _workflow(request)).outbox.search(status, limit, offset)
     return web.json_response({"total": total, "messages": [{"id": i, **m} for i, m in hits]},
-                             dumps=_dumps)
+                             dumps=dumps_response)
 
 
 @json_errors
@@ -388,7 +385,7 @@ async def retry_outbox(request: web.Request) -> web.Response:
     outbox_id = request.match_info["outbox_id"]
     message = await (await _workflow(request)).outbox.retry(outbox_id)
     message.pop("body", None)
-    return web.json_response({"id": outbox_id, **message}, dumps=_dumps)
+    return web.json_response({"id": outbox_id, **message}, dumps=dumps_response)
 
 
 ##### reply links
@@ -407,7 +404,7 @@ def _html_page(title: str, paragraphs: list[str], *, form_action: str | None = N
     page = ("<!doctype html><html lang=\"ko\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
             f"{body}</body></html>")
-    return web.Response(text=page, content_type="text/html", charset="utf-8", status=status,
+    return web.Response(text=replace_surrogates(page), content_type="text/html", charset="utf-8", status=status,
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
                                  "Content-Security-Policy": "default-src 'none'; "
                                  "style-src 'unsafe-inline'; form-action 'self'"})
