@@ -276,6 +276,21 @@ async def test_stored_lone_surrogate_is_replaced(client, es_url, workflow_settin
     assert (await company.json())["company"] == "알파\ufffd"
 
 
+async def test_outbox_list_rejects_unknown_status(client):
+    response = await client.get("/v1/outbox?status=zzz", headers=OPERATOR)
+
+    error = await error_of(response, 400)
+    assert error["field"] == "status"
+    assert "'zzz'" in error["message"]
+    for status in ("pending", "sending", "sent", "failed"):
+        assert status in error["message"]
+
+
+async def test_outbox_list_accepts_known_status(client):
+    listed = await operator_get(client, "/v1/outbox?status=pending")
+    assert listed["total"] == 0
+
+
 ##### transitions through the API
 
 

@@ -37,6 +37,7 @@ from search_api.workflow.lifecycle import (
     Status,
     WorkflowError,
 )
+from search_api.workflow.outbox import FAILED, PENDING, SENDING, SENT
 from search_api.workflow.service import Workflow
 from search_api.workflow.store import DemandNotFound
 from search_api.workflow.tokens import TokenError, keys_match, secret_matches
@@ -49,6 +50,7 @@ TOKEN_HEADER = "X-Demand-Token"
 OPERATOR_HEADER = "X-Operator"
 CONTACTS_MAX_BYTES = 5 * 1024 * 1024
 MAX_PAGE = 100
+OUTBOX_STATUSES = (PENDING, SENDING, SENT, FAILED)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -374,6 +376,9 @@ async def list_outbox(request: web.Request) -> web.Response:
     require_operator(request)
     limit, offset = _paging(request)
     status = request.query.get("status") or None
+    if status is not None and status not in OUTBOX_STATUSES:
+        raise validation.ValidationError(
+            f"status {status!r} is invalid; allowed: {', '.join(OUTBOX_STATUSES)}", field="status")
     total, hits = await (await _workflow(request)).outbox.search(status, limit, offset)
     return web.json_response({"total": total, "messages": [{"id": i, **m} for i, m in hits]},
                              dumps=dumps_response)
