@@ -235,7 +235,12 @@ async def get_patent(request: web.Request) -> web.Response:
 
 
 async def score_stats(request: web.Request) -> web.Response:
-    six_t = request.query.get("six_t") or None
+    # The dashboard asks for one category at a time, so a repeated parameter is an error.
+    values = request.query.getall("six_t", [])
+    if len(values) > 1:
+        raise InvalidField("six_t", f"six_t takes one category per request, found {values}; "
+                           "send one request per category")
+    six_t = values[0] if values and values[0] else None
     if six_t is not None and six_t not in SIX_T_VALUES:
         raise InvalidField("six_t", f"six_t must be one of {list(SIX_T_VALUES)}, found {six_t!r}")
     return web.json_response(await request.app[SERVICE].score_stats(six_t), dumps=dumps_response)

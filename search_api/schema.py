@@ -283,12 +283,15 @@ def openapi_document(version: str, max_request_bytes: int) -> dict[str, Any]:
             "/v1/stats/scores": {"get": {
                 "operationId": "scoreStats", "summary": "Score distributions of a 6T category",
                 "parameters": [{"name": "six_t", "in": "query", "required": False,
+                                "description": "one 6T category; without it, all patents. "
+                                "Repeating the parameter is rejected with 400, so ask once "
+                                "per category.",
                                 "schema": {"type": "string", "enum": list(SIX_T_VALUES)}}],
                 "responses": {
                     "200": {"description": "per score: count, min, max, mean, quantiles, "
                             "histogram and sampled values", "content": {"application/json": {
                                 "schema": {"type": "object"}}}},
-                    "400": _error_response("invalid six_t"),
+                    "400": _error_response("invalid or repeated six_t"),
                     "503": _error_response("Elasticsearch is unavailable"),
                 }}},
             "/v1/health": {"get": {

@@ -282,6 +282,14 @@ async def test_score_stats(client, corpus):
     assert len(pqi["values"]) == len(it_documents)
 
 
+async def test_score_stats_repeated_category(client):
+    response = await client.get("/v1/stats/scores?six_t=IT&six_t=BT")
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["field"] == "six_t"
+    assert "'IT', 'BT'" in error["message"]
+
+
 async def test_score_stats_invalid_category(client):
     response = await client.get("/v1/stats/scores", params={"six_t": "XX"})
     assert response.status == 400
