@@ -279,8 +279,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(_version(), request.app[SETTINGS].max_request_bytes),
-                             dumps=dumps_response)
+    document = openapi_document(_version(), request.app[SETTINGS].max_request_bytes)
+    if importlib.util.find_spec("search_api.workflow") is not None:
+        from search_api.workflow.openapi import add_workflow
+
+        add_workflow(document)
+    return web.json_response(document, dumps=dumps_response)
 
 
 ##### resources

@@ -472,6 +472,7 @@ async def reply_submit(request: web.Request) -> web.Response:
                        "감사합니다. 회신 내용은 요청한 기업에 전달됩니다."])
 
 
+# search_api/workflow/openapi.py documents each of these; a test checks that none is missing.
 ROUTES = [
     web.post("/v1/demands", create_demand),
     web.get("/v1/demands", list_demands),
