@@ -196,6 +196,19 @@ def detect_format(path: str | Path) -> str:
                       "KIPRIS Plus bulk folder, or the same with .gz")
 
 
+def require_content(path: Path, expected: str) -> None:
+    """Raise ReaderError when ``path`` holds nothing but whitespace, after decompression.
+
+    Every file reader calls this first, so an empty file of any format is
+    reported the same way instead of yielding nothing.
+    """
+    with open_binary(path) as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.replace(b"\xef\xbb\xbf", b"").strip():
+                return
+    raise ReaderError(f"{path}: the file is empty; expected {expected}")
+
+
 def read_patents(path: str | Path, fmt: str | None = None) -> Iterator[ReaderItem]:
     """Read patent records from ``path`` in format ``fmt`` (detected when ``None``)."""
     path = Path(path)
@@ -219,6 +232,7 @@ def read_patents(path: str | Path, fmt: str | None = None) -> Iterator[ReaderIte
 
 def read_jsonl(path: Path) -> Iterator[ReaderItem]:
     """Read our JSON Lines: one object per line with the canonical field names."""
+    require_content(path, "one JSON object per line")
     with open_binary(path) as handle:
         for line_no, raw in bounded_lines(handle):
             index = line_no - 1
@@ -292,6 +306,7 @@ def read_biblio_json(path: Path) -> Iterator[ReaderItem]:
     The file is parsed whole, so it is limited to :data:`MAX_JSON_DOCUMENT_BYTES`;
     put large sets in JSON Lines (one object per line) instead.
     """
+    require_content(path, "a KIPRIS bibliographic-detail JSON object or a list of them")
     size = path.stat().st_size
     if size > MAX_JSON_DOCUMENT_BYTES:
         yield Reject(f"{path}#0", f"JSON document of {size} bytes is larger than the "
@@ -403,6 +418,7 @@ def read_kipris_xml(path: Path, chunk_bytes: int = 1 << 20) -> Iterator[ReaderIt
     A truncated or malformed file yields the records before the fault and then
     one reject naming the line and column where parsing stopped.
     """
+    require_content(path, "a KIPRIS Plus OpenAPI XML response")
     parser = expat.ParserCreate()
     records = _XmlRecords(parser)
     parser.StartElementHandler = records.start
@@ -689,6 +705,7 @@ def iter_csv_rows(path: Path, aliases: dict[str, list[str]], required: tuple[str
     Raises:
         ReaderError: encoding not detected, empty file or required columns missing.
     """
+    require_content(path, "a header row")
     encoding = encoding or detect_encoding(path)
     delimiter = "\t" if _base_suffix(path) == ".tsv" else ","
     bad_lines: dict[int, str] = {}

@@ -422,3 +422,25 @@ def test_csv_broken_row_rejected(tmp_path: Path):
     assert [r.fields["title"] for r in records] == ["장치", "시스템"]
     assert rejects[0].source == f"{path}:3"
     assert "not valid CSV" in rejects[0].reason
+
+
+@pytest.mark.parametrize("name", ["empty.jsonl", "empty.ndjson", "empty.xml", "empty.json",
+                                  "empty.csv", "empty.tsv", "empty.jsonl.gz"])
+@pytest.mark.parametrize("content", [b"", b"\n \r\n\t\n", b"\xef\xbb\xbf\n"])
+def test_empty_file_raises_for_every_format(tmp_path, name, content):
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(content))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ReaderError) as info:
+        list(read_patents(path))
+    assert str(path) in str(info.value)
+    assert "the file is empty" in str(info.value)
+
+
+def test_empty_jsonl_message_names_format(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    with pytest.raises(ReaderError, match="expected one JSON object per line"):
+        next(read_patents(path, "jsonl"))
