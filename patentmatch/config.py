@@ -28,6 +28,32 @@ class ConfigError(ValueError):
     """A setting has an invalid value; the message names the setting and the fix."""
 
 
+# Characters that Elasticsearch 8 rejects in index and alias names; the test node rejects
+# "cfgcheck:x" with "must not contain ':'".
+_INVALID_INDEX_CHARS = frozenset('\\/*?"<>|, #:')
+_MAX_INDEX_NAME_BYTES = 255
+
+
+def index_name_problem(value: str) -> str | None:
+    """Return the Elasticsearch naming rule that ``value`` breaks, or None when it is valid."""
+    if not value:
+        return "it must not be empty"
+    if value in (".", ".."):
+        return "it must not be '.' or '..'"
+    if value != value.lower():
+        return "it must be lowercase"
+    invalid = sorted({char for char in value if char in _INVALID_INDEX_CHARS})
+    if invalid:
+        shown = " ".join(repr(char) for char in invalid)
+        return f"it must not contain {shown}; Elasticsearch rejects \\ / * ? \" < > | , # : and space"
+    if value[0] in "-_+":
+        return "it must not start with '-', '_' or '+'"
+    size = len(value.encode("utf-8"))
+    if size > _MAX_INDEX_NAME_BYTES:
+        return f"it has {size} bytes in UTF-8; the maximum is {_MAX_INDEX_NAME_BYTES}"
+    return None
+
+
 def _default_cache_dir() -> Path:
     # As root the local Elasticsearch runs as a system user that cannot enter
     # /root, so root gets the system-wide cache folder.
@@ -198,6 +224,14 @@ class Settings:
             raise ConfigError(f"device must be auto, cpu or cuda, found {self.device!r}")
         if self.smtp_tls not in ("none", "starttls", "tls"):
             raise ConfigError(f"smtp_tls must be none, starttls or tls, found {self.smtp_tls!r}")
+        for name in ("index_alias", "demands_index"):
+            problem = index_name_problem(getattr(self, name))
+            if problem is not None:
+                raise ConfigError(
+                    f"{name} {getattr(self, name)!r} is not a valid Elasticsearch index or "
+                    f"alias name: {problem}; set PATENTMATCH_{name.upper()} to a name such as "
+                    "'patents'"
+                )
         if self.es_test_backend not in ("local", "testcontainers", "url"):
             raise ConfigError(
                 "es_test_backend must be local, testcontainers or url, "

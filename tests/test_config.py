@@ -84,3 +84,44 @@ def test_every_setting_is_documented():
     for env_name, _default, help_text in describe_settings():
         assert env_name.startswith("PATENTMATCH_")
         assert help_text, f"{env_name} has no help text"
+
+
+@pytest.mark.parametrize("name", ["index_alias", "demands_index"])
+@pytest.mark.parametrize(("value", "rule"), [
+    ("usertest-UPPER bad", "lowercase"),
+    ("user test", "must not contain ' '"),
+    ("a/b", "must not contain '/'"),
+    ("a*b", "must not contain '*'"),
+    ('a"b', "must not contain '\"'"),
+    ("a,b", "must not contain ','"),
+    ("a#b", "must not contain '#'"),
+    ("a:b", "must not contain ':'"),
+    ("-patents", "must not start with"),
+    ("_patents", "must not start with"),
+    ("+patents", "must not start with"),
+    (".", "must not be '.' or '..'"),
+    ("..", "must not be '.' or '..'"),
+    ("", "must not be empty"),
+    ("a" * 256, "256 bytes"),
+    ("특" * 86, "258 bytes"),
+])
+def test_invalid_index_name_rejected(tmp_path, monkeypatch, name, value, rule):
+    monkeypatch.chdir(tmp_path)
+    env_name = f"PATENTMATCH_{name.upper()}"
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={env_name: value})
+    message = str(info.value)
+    assert name in message
+    assert repr(value) in message
+    assert rule in message
+    assert env_name in message
+
+
+@pytest.mark.parametrize("value", ["patents", "usertest-demands", ".hidden-patents", "a" * 255,
+                                   "특허-색인"])
+def test_valid_index_names_accepted(tmp_path, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={"PATENTMATCH_INDEX_ALIAS": value,
+                                      "PATENTMATCH_DEMANDS_INDEX": value})
+    assert settings.index_alias == value
+    assert settings.demands_index == value
