@@ -103,7 +103,7 @@ def _date(body: dict, name: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
-        raise InvalidField(path, f"{path} is not a valid calendar date ({exc}), "
+        raise InvalidField(path, f"{path} must be a valid calendar date YYYY-MM-DD ({exc}), "
                            f"found {value!r}") from None
 
 
