@@ -224,19 +224,22 @@ class Settings:
             raise ConfigError(f"device must be auto, cpu or cuda, found {self.device!r}")
         if self.smtp_tls not in ("none", "starttls", "tls"):
             raise ConfigError(f"smtp_tls must be none, starttls or tls, found {self.smtp_tls!r}")
-        for name in ("index_alias", "demands_index"):
-            problem = index_name_problem(getattr(self, name))
-            if problem is not None:
-                raise ConfigError(
-                    f"{name} {getattr(self, name)!r} is not a valid Elasticsearch index or "
-                    f"alias name: {problem}; set PATENTMATCH_{name.upper()} to a name such as "
-                    "'patents'"
-                )
+        self._check_index_names()
         if self.es_test_backend not in ("local", "testcontainers", "url"):
             raise ConfigError(
                 "es_test_backend must be local, testcontainers or url, "
                 f"found {self.es_test_backend!r}"
             )
+
+    def _check_index_names(self) -> None:
+        for name in ("index_alias", "demands_index"):
+            value = getattr(self, name)
+            problem = index_name_problem(value)
+            if problem is not None:
+                raise ConfigError(
+                    f"{name} {value!r} is not a valid Elasticsearch index or alias name: "
+                    f"{problem}; set PATENTMATCH_{name.upper()} to a name such as 'patents'"
+                )
 
     @property
     def effective_api_url(self) -> str:
