@@ -182,12 +182,7 @@ def rank_two_stage(store: VectorStore, vectors: DemandVectors, k: int, n_candida
     if candidates is None:
         candidates, _ = store.search_abstracts(vectors.abstract_query, n_candidates, allowed_rows)
     abstract, title, final = two_stage_scores(store, vectors, candidates)
-    order = _top(final, k)
-    return [
-        Ranked(int(candidates[i]), store.application_numbers[int(candidates[i])], float(final[i]),
-               float(abstract[i]), float(title[i]))
-        for i in order
-    ]
+    return _ranked(store, candidates, final, abstract, title, k)
 
 
 def rank_dense(store: VectorStore, vectors: DemandVectors, k: int,
@@ -197,11 +192,16 @@ def rank_dense(store: VectorStore, vectors: DemandVectors, k: int,
     if candidates is None:
         candidates, _ = store.search_abstracts(vectors.abstract_query, k, allowed_rows)
     abstract, title, _ = two_stage_scores(store, vectors, candidates)
-    order = _top(abstract, k)
+    return _ranked(store, candidates, abstract, abstract, title, k)
+
+
+def _ranked(store: VectorStore, candidates: np.ndarray, score: np.ndarray,
+            abstract: np.ndarray, title: np.ndarray, k: int) -> list[Ranked]:
+    """Return the ``k`` candidates with the highest ``score``, best first."""
     return [
-        Ranked(int(candidates[i]), store.application_numbers[int(candidates[i])], float(abstract[i]),
+        Ranked(int(candidates[i]), store.application_numbers[int(candidates[i])], float(score[i]),
                float(abstract[i]), float(title[i]))
-        for i in order
+        for i in _top(score, k)
     ]
 
 
