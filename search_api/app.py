@@ -72,9 +72,9 @@ SERVICE = web.AppKey("service", SearchService)
 READINESS = web.AppKey("readiness", Readiness)
 RANKING = web.AppKey("ranking", RankingConfig)
 DEFAULT_MODE = web.AppKey("default_mode", str)
-# True when the ranking config came from ranking_defaults.json, so the
-# similarity threshold follows the encoder that start-up loads.
-CALIBRATE = web.AppKey("calibrate", bool)
+# The defaults the ranking config came from, so the similarity threshold can
+# follow the encoder that start-up loads; None when the caller gave a config.
+CALIBRATION = web.AppKey("calibration", defaults.RankingDefaults | None)
 
 
 def es_url(settings: Settings) -> str:
@@ -324,8 +324,8 @@ async def _models_ctx(app: web.Application) -> AsyncIterator[None]:
             readiness.problems["encoder"] = f"encoder not loaded: {exc}"
             logger.error("Encoder not loaded, only mode 'bm25' will work: %s", exc)
         else:
-            if app[CALIBRATE]:
-                app[RANKING] = _calibrated(app[RANKING], app[ENCODER])
+            if app[CALIBRATION] is not None:
+                app[RANKING] = _calibrated(app[RANKING], app[ENCODER], app[CALIBRATION])
     if app[STORE] is None:
         root = store_dir(settings.cache_dir, settings.index_alias)
         try:
@@ -345,9 +345,9 @@ async def _models_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _calibrated(config: RankingConfig, encoder: Any) -> RankingConfig:
+def _calibrated(config: RankingConfig, encoder: Any,
+                chosen: defaults.RankingDefaults) -> RankingConfig:
     """Return ``config`` with the similarity threshold measured for ``encoder``."""
-    chosen = defaults.load_defaults()
     return replace(config, threshold=chosen.threshold_for(encoder.fingerprint, config.threshold))
 
 
@@ -404,7 +404,7 @@ def create_app(settings: Settings, *, encoder: Any | None = None, store: VectorS
     chosen = defaults.load_defaults()
     config = ranking_config or chosen.ranking_config()
     if encoder is not None and ranking_config is None:
-        config = _calibrated(config, encoder)
+        config = _calibrated(config, encoder, chosen)
     app = web.Application(client_max_size=settings.max_request_bytes,
                           middlewares=[access_log_middleware, error_middleware, timeout_middleware])
     app[SETTINGS] = settings
@@ -412,7 +412,7 @@ def create_app(settings: Settings, *, encoder: Any | None = None, store: VectorS
     app[STORE] = store
     app[READINESS] = Readiness()
     app[RANKING] = config
-    app[CALIBRATE] = ranking_config is None
+    app[CALIBRATION] = chosen if ranking_config is None else None
     app[DEFAULT_MODE] = default_mode or chosen.default_mode
     app.cleanup_ctx.append(_es_ctx)
     app.cleanup_ctx.append(_executor_ctx)
