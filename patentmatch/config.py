@@ -2,9 +2,9 @@
 
 Precedence, lowest first: the defaults below, the TOML file named by
 ``PATENTMATCH_CONFIG`` (or ``patentmatch.toml`` in the working directory), then
-environment variables. Every setting ``name`` is read from ``PATENTMATCH_<NAME>``;
-``es_url`` is also read from the bare ``ES_URL`` because that is what the
-docker-compose file and most Elasticsearch tooling set.
+environment variables. Every setting ``name`` is read from ``PATENTMATCH_<NAME>``.
+``es_url`` is also read from the bare ``ES_URL``, because the docker-compose file
+and most Elasticsearch tooling set that one.
 """
 
 from __future__ import annotations

@@ -224,10 +224,10 @@ class LocalElasticsearch:
         return NodeStatus(False, None, self.url, None, "not running")
 
     def start(self) -> NodeStatus:
-        """Start the node unless it already answers; block until it is yellow or green."""
+        """Start the node unless it already responds; block until it is yellow or green."""
         current = self.status()
         if current.health is not None:
-            logger.info("Elasticsearch already answers at %s (%s)", self.url, current.health)
+            logger.info("Elasticsearch already responds at %s (%s)", self.url, current.health)
             return current
         if current.pid is not None:
             raise ElasticsearchRunnerError(
